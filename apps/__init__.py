@@ -1,0 +1,1 @@
+"""What users run: the CLI, training, evaluation, rendering and benchmarks."""

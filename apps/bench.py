@@ -1,0 +1,81 @@
+"""`tensorfields bench train`: train for a wall-clock budget and track held-out PSNR over time."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+from pathlib import Path
+from typing import Any
+
+from .evaluate import evaluate_views, evenly_spaced
+from .run import train_run
+from .trainer import TrainConfig, Trainer
+
+__all__ = ["bench_train", "time_to_psnr"]
+
+
+def time_to_psnr(curve: list[list[float]], target: float) -> float | None:
+    """First training time (s) at which the curve `[[seconds, psnr], ...]` reaches `target`."""
+    return next((seconds for seconds, value in curve if value >= target), None)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def bench_train(args: argparse.Namespace) -> dict[str, Any]:
+    """Train `args.field` on `args.data` for `args.budget` seconds of training time.
+
+    Every `args.eval_every` seconds of training (evaluation time is not counted) the field is
+    scored on `args.eval_views` evenly spaced held-out views; at the end on the whole split.
+    """
+    out = args.out or f"runs/bench-{args.field}"
+    config = TrainConfig(
+        data=args.data,
+        field=args.field,
+        out=out,
+        downsample=args.downsample,
+        budget=args.budget,
+        batch_size=args.batch_size,
+        grid_init=args.grid_init,
+        grid_final=args.grid_final,
+        decoder=args.decoder,
+        seed=args.seed,
+        device=args.device,
+        checkpoint_every=float("inf"),
+    )
+    curve: list[list[float]] = []
+    next_eval = [args.eval_every]
+
+    def evaluate_on_schedule(trainer: Trainer) -> None:
+        if trainer.state.train_seconds < next_eval[0]:
+            return
+        views = evenly_spaced(trainer.scene.split("test"), args.eval_views)
+        result = evaluate_views(trainer.field, trainer.grid, trainer.settings, trainer.scene, views, with_ssim=False)
+        curve.append([round(trainer.state.train_seconds, 2), round(result["psnr"], 3)])
+        print(f"  t={trainer.state.train_seconds:6.1f}s  it={trainer.state.iteration:5d}  held-out PSNR {result['psnr']:.2f} dB", flush=True)
+        next_eval[0] = trainer.state.train_seconds + args.eval_every
+
+    metrics = train_run(config, on_step=evaluate_on_schedule, final_eval_views=None)
+    curve.append([round(metrics["train_seconds"], 2), round(metrics["psnr"], 3)])
+    result = {
+        "field": args.field,
+        "data": args.data,
+        "downsample": args.downsample,
+        "budget_s": args.budget,
+        "final_psnr": metrics["psnr"],
+        "final_ssim": metrics["ssim"],
+        "num_views": metrics["num_views"],
+        "curve": curve,
+        "time_to_psnr": {str(t): time_to_psnr(curve, t) for t in (25.0, 28.0, 30.0, 31.0, 32.0)},
+        "iterations": metrics["iterations"],
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "num_parameters": metrics["num_parameters"],
+        "run": str(Path(out).resolve()),
+    }
+    print(json.dumps({k: v for k, v in result.items() if k != "curve"}, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return result

@@ -1,0 +1,121 @@
+"""Checkpoints: one `.safetensors` file with the tensors and a JSON header; atomic writes.
+
+Layout: tensors `field.*` (field state), `grid.*` (occupancy grid), `optim.<param>.<key>`
+(optimizer state, optional); metadata key "tensorfields" holds JSON with the format version,
+field name and config, render settings, training state and the optimizer's param groups.
+Loading never unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field as dataclass_field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from fields import Field, field_from_config
+from render import OccupancyGrid, RenderSettings
+
+__all__ = ["FORMAT_VERSION", "CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "CHECKPOINT_NAME"]
+
+FORMAT_VERSION = 1
+CHECKPOINT_NAME = "checkpoint.safetensors"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the message names the file and the problem."""
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint restores. `optimizer_state` is a torch optimizer state dict or None."""
+
+    field: Field
+    grid: OccupancyGrid
+    settings: RenderSettings
+    train_state: dict[str, Any] = dataclass_field(default_factory=dict)
+    optimizer_state: dict[str, Any] | None = None
+
+
+def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
+    """Write `checkpoint` to `path` atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    tensors = {f"field.{k}": v for k, v in checkpoint.field.state_dict().items()}
+    tensors.update({f"grid.{k}": v for k, v in checkpoint.grid.state_dict().items()})
+    header: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "field": checkpoint.field.name,
+        "field_config": checkpoint.field.config(),
+        "render": checkpoint.settings.to_dict(),
+        "train_state": checkpoint.train_state,
+    }
+    if checkpoint.optimizer_state is not None:
+        header["optimizer_groups"] = checkpoint.optimizer_state["param_groups"]
+        for param_id, state in checkpoint.optimizer_state["state"].items():
+            for key, value in state.items():
+                tensors[f"optim.{param_id}.{key}"] = torch.as_tensor(value)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp_name, metadata={"tensorfields": json.dumps(header)})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)
+        with open(tmp_name, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
+    """Read a checkpoint file (or a run folder holding `checkpoint.safetensors`)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint here (train a field first: tensorfields train ...)")
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({error})") from None
+    if "tensorfields" not in metadata:
+        raise CheckpointError(f"{path}: safetensors file without a tensorfields header")
+    try:
+        header = json.loads(metadata["tensorfields"])
+        version = header.get("format_version", 0)
+        if version > FORMAT_VERSION:
+            raise CheckpointError(
+                f"{path}: checkpoint format v{version} is newer than this tensorfields reads (v{FORMAT_VERSION}); upgrade tensorfields"
+            )
+        field = field_from_config(header["field"], header["field_config"]).to(device)
+        field.load_state_dict(_section(tensors, "field."))
+        grid_state = _section(tensors, "grid.")
+        grid = OccupancyGrid(grid_state["aabb"], list(grid_state["occupied"].shape)).to(device)
+        grid.load_state_dict(grid_state)
+        settings = RenderSettings.from_dict(header["render"])
+    except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as error:
+        raise CheckpointError(f"{path}: malformed tensorfields header or tensors ({type(error).__name__}: {error})") from None
+    optimizer_state = None
+    if "optimizer_groups" in header:
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in _section(tensors, "optim.").items():
+            param_id, name = key.split(".", 1)
+            state.setdefault(int(param_id), {})[name] = value
+        optimizer_state = {"state": state, "param_groups": header["optimizer_groups"]}
+    return Checkpoint(field, grid, settings, header.get("train_state", {}), optimizer_state)
+
+
+def _section(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {key[len(prefix) :]: value for key, value in tensors.items() if key.startswith(prefix)}

@@ -1,0 +1,107 @@
+"""The `tensorfields` command line: one console script, a subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from data import SceneError
+
+from .checkpoint import CheckpointError
+from .run import RunInterrupted
+
+__all__ = ["main", "build_parser"]
+
+
+def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="scene folder (Blender, LLFF or transforms.json)")
+    parser.add_argument("--field", default="vm", help="representation: vm or cp (default: vm)")
+    parser.add_argument("--downsample", type=float, default=1.0, help="divide image size by this (default: 1)")
+    parser.add_argument(
+        "--batch-size", type=int, default=0, help="rays per iteration (default: 4096 on a GPU as TensoRF, 1024 on the CPU)"
+    )
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--grid-init", type=int, default=0, help="initial grid resolution per axis (default: from image size)")
+    parser.add_argument("--grid-final", type=int, default=0, help="final grid resolution per axis (default: from image size)")
+    parser.add_argument("--decoder", choices=["mlp", "sh"], default=None, help="appearance decoder (default: TensoRF's MLP)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tensorfields", description="Factorized tensor radiance fields: train, evaluate, render.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a field on a scene", description="Train a field on a scene folder.")
+    _add_train_arguments(train)
+    train.add_argument("--out", required=True, help="run folder for checkpoint, config, metrics and renders")
+    train.add_argument("--iters", type=int, default=30000, help="training iterations (default: 30000, as TensoRF)")
+    train.add_argument("--budget", type=float, default=None, help="train for this many seconds instead of --iters")
+    train.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+
+    evaluate = commands.add_parser("eval", help="PSNR/SSIM of a trained run on held-out views", description="Evaluate a run.")
+    evaluate.add_argument("run", help="run folder")
+    evaluate.add_argument("--data", default=None, help="scene folder (default: the one the run trained on)")
+    evaluate.add_argument("--split", default="test", choices=["train", "val", "test"], help="views to score (default: test, or val)")
+    evaluate.add_argument("--downsample", type=float, default=None, help="image downsampling (default: the run's)")
+    evaluate.add_argument("--json", default=None, help="also write the results to this JSON file")
+    evaluate.add_argument("--renders", default=None, help="write the rendered views into this folder")
+
+    render = commands.add_parser("render", help="render a turntable video of a run", description="Render a video of a run.")
+    render.add_argument("run", help="run folder")
+    render.add_argument("--orbit", type=int, default=60, help="number of frames on the orbit (default: 60)")
+    render.add_argument("--out", required=True, help="video file (.mp4 or .gif)")
+    render.add_argument("--fps", type=int, default=30)
+
+    bench = commands.add_parser("bench", help="benchmarks", description="Benchmarks.")
+    bench_commands = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    bench_train = bench_commands.add_parser("train", help="train for a wall-clock budget, tracking held-out PSNR")
+    _add_train_arguments(bench_train)
+    bench_train.add_argument("--budget", type=float, required=True, help="seconds of training")
+    bench_train.add_argument("--out", default=None, help="run folder (default: runs/bench-<field>)")
+    bench_train.add_argument("--json", default=None, help="write the results to this JSON file")
+    bench_train.add_argument("--eval-every", type=float, default=15.0, help="seconds of training between evaluations")
+    bench_train.add_argument("--eval-views", type=int, default=10, help="held-out views per intermediate evaluation")
+
+    demo = commands.add_parser("demo", help="train, evaluate and render the demo scene", description="The demo.")
+    demo.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
+    demo.add_argument("--budget", type=float, default=60.0, help="seconds of training (default: 60)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            from .commands import train_command
+
+            train_command(args)
+        elif args.command == "eval":
+            from .commands import eval_command
+
+            eval_command(args)
+        elif args.command == "render":
+            from .commands import render_command
+
+            render_command(args)
+        elif args.command == "bench":
+            from .bench import bench_train
+
+            bench_train(args)
+        elif args.command == "demo":
+            from .demo import demo
+
+            demo(args)
+    except (SceneError, CheckpointError, RunInterrupted, ValueError) as error:
+        print(f"tensorfields {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Implementations of the `train`, `eval` and `render` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from data import load_scene
+
+from .checkpoint import load_checkpoint
+from .evaluate import evaluate_views
+from .run import load_run_config, train_run
+from .trainer import TrainConfig, train_cameras
+from .video import render_video, video_cameras
+
+__all__ = ["train_command", "eval_command", "render_command"]
+
+
+def train_command(args: argparse.Namespace) -> None:
+    config = TrainConfig(
+        data=args.data,
+        field=args.field,
+        out=args.out,
+        downsample=args.downsample,
+        iters=args.iters,
+        budget=args.budget,
+        batch_size=args.batch_size,
+        grid_init=args.grid_init,
+        grid_final=args.grid_final,
+        decoder=args.decoder,
+        seed=args.seed,
+        device=args.device,
+    )
+    train_run(config, resume=args.resume)
+
+
+def eval_command(args: argparse.Namespace) -> dict:
+    run_config = load_run_config(args.run)
+    checkpoint = load_checkpoint(args.run)
+    data = args.data or run_config["train"]["data"]
+    downsample = args.downsample if args.downsample is not None else run_config["train"]["downsample"]
+    scene = load_scene(data, downsample)
+    indices = scene.split(args.split)
+    renders = Path(args.renders) if args.renders else None
+    result = evaluate_views(checkpoint.field, checkpoint.grid, checkpoint.settings, scene, indices, renders)
+    print(f"{args.run}: PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.4f}  ({result['num_views']} {args.split} views at {result['resolution'][0]}x{result['resolution'][1]})")
+    if args.json:
+        Path(args.json).write_text(json.dumps({**result, "split": args.split, "data": str(data)}, indent=2) + "\n")
+    return result
+
+
+def render_command(args: argparse.Namespace) -> Path:
+    run_config = load_run_config(args.run)
+    checkpoint = load_checkpoint(args.run)
+    scene_info = run_config["scene"]
+    cameras = video_cameras(train_cameras(scene_info), args.orbit, scene_info["forward_facing"])
+    out = render_video(checkpoint.field, checkpoint.grid, checkpoint.settings, cameras, Path(args.out), args.fps)
+    print(f"wrote {out} ({args.orbit} frames at {scene_info['width']}x{scene_info['height']})")
+    return out

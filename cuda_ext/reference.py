@@ -1,0 +1,170 @@
+"""Pure-torch reference implementations of the ray-marching and compositing ops.
+
+These are the ground truth for the native kernels and the fallback when they are unavailable.
+Everything is vectorized over rays and samples (no Python loops), and works on any device.
+
+Packed layout (as nerfacc): samples of all rays are concatenated, sorted by ray;
+`ray_indices [S]` names each sample's ray, `packed_info [R, 2]` holds (first sample, count).
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = [
+    "ray_aabb_intersect",
+    "march_rays",
+    "packed_info_from_counts",
+    "render_transmittance",
+    "composite",
+    "update_occupancy",
+]
+
+
+def ray_aabb_intersect(
+    rays_o: torch.Tensor, rays_d: torch.Tensor, aabb: torch.Tensor, near: float = 0.0, far: float = float("inf")
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Slab test of rays against a box, clipped to [near, far].
+
+    Args:
+        rays_o: origins `[R, 3]`.
+        rays_d: directions `[R, 3]` (any length; t is in units of |d|).
+        aabb: `[2, 3]` (min, max).
+    Returns:
+        t_min `[R]`, t_max `[R]`, hit `[R]` bool (t_max > t_min after clipping).
+    """
+    inv_d = 1.0 / torch.where(rays_d.abs() < 1e-12, torch.full_like(rays_d, 1e-12), rays_d)
+    t0 = (aabb[0] - rays_o) * inv_d
+    t1 = (aabb[1] - rays_o) * inv_d
+    t_min = torch.minimum(t0, t1).amax(dim=-1).clamp(min=near)
+    t_max = torch.maximum(t0, t1).amin(dim=-1).clamp(max=far)
+    return t_min, t_max, t_max > t_min
+
+
+def packed_info_from_counts(counts: torch.Tensor) -> torch.Tensor:
+    """(first sample, count) per ray `[R, 2]` int64 from per-ray sample counts `[R]`."""
+    counts = counts.long()
+    starts = torch.cumsum(counts, 0) - counts
+    return torch.stack([starts, counts], dim=-1)
+
+
+def march_rays(
+    rays_o: torch.Tensor,
+    rays_d: torch.Tensor,
+    t_min: torch.Tensor,
+    t_max: torch.Tensor,
+    occupied: torch.Tensor,
+    aabb: torch.Tensor,
+    step_size: float,
+    jitter: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fixed-step samples along each ray, kept only where their midpoint is in an occupied cell.
+
+    Sample k of ray r spans [t_min + (k + j_r) * step, t_min + (k + 1 + j_r) * step] with
+    j_r = jitter[r] in [0, 1) (0 without jitter); samples whose midpoint passes t_max are dropped.
+
+    Args:
+        rays_o, rays_d: `[R, 3]`, unit directions.
+        t_min, t_max: `[R]` segment of each ray inside `aabb` (t_max <= t_min: no samples).
+        occupied: `[X, Y, Z]` bool occupancy grid spanning `aabb`.
+        aabb: `[2, 3]`.
+        step_size: distance between samples.
+        jitter: optional `[R]` offsets in [0, 1).
+    Returns:
+        ray_indices `[S]` int64, t_starts `[S]`, t_ends `[S]`, packed_info `[R, 2]` int64.
+    """
+    num_rays = rays_o.shape[0]
+    span = (t_max - t_min).clamp(min=0.0)
+    counts = torch.ceil(span / step_size).long()
+    candidate_rays = torch.repeat_interleave(torch.arange(num_rays, device=rays_o.device), counts)
+    first = torch.cumsum(counts, 0) - counts
+    k = torch.arange(candidate_rays.shape[0], device=rays_o.device) - first[candidate_rays]
+    offset = k.to(rays_o.dtype)
+    if jitter is not None:
+        offset = offset + jitter[candidate_rays]
+    t_starts = t_min[candidate_rays] + offset * step_size
+    t_mid = t_starts + 0.5 * step_size
+    keep = t_mid < t_max[candidate_rays]
+    points = rays_o[candidate_rays] + rays_d[candidate_rays] * t_mid[:, None]
+    keep &= _occupied_at(points, occupied, aabb)
+    ray_indices = candidate_rays[keep]
+    t_starts = t_starts[keep]
+    kept_counts = torch.bincount(ray_indices, minlength=num_rays)
+    return ray_indices, t_starts, t_starts + step_size, packed_info_from_counts(kept_counts)
+
+
+def _occupied_at(points: torch.Tensor, occupied: torch.Tensor, aabb: torch.Tensor) -> torch.Tensor:
+    """Whether each point `[P, 3]` lies in an occupied cell of `occupied [X, Y, Z]` over `aabb`."""
+    resolution = torch.tensor(occupied.shape, device=points.device)
+    cell = ((points - aabb[0]) / (aabb[1] - aabb[0]) * resolution).floor().long()
+    inside = ((cell >= 0) & (cell < resolution)).all(dim=-1)
+    cell = torch.minimum(cell.clamp(min=0), resolution - 1)
+    flat = (cell[:, 0] * resolution[1] + cell[:, 1]) * resolution[2] + cell[:, 2]
+    return inside & occupied.reshape(-1)[flat]
+
+
+def render_transmittance(
+    sigmas: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.Tensor, packed_info: torch.Tensor, ray_indices: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Transmittance before each sample and its alpha.
+
+    T_i = exp(-sum_{j<i} sigma_j delta_j) within the sample's ray, alpha_i = 1 - exp(-sigma_i delta_i).
+
+    Args:
+        sigmas, t_starts, t_ends: `[S]`.
+        packed_info: `[R, 2]`; ray_indices: `[S]`.
+    Returns:
+        transmittance `[S]`, alphas `[S]`.
+    """
+    optical = sigmas * (t_ends - t_starts)
+    inclusive = torch.cumsum(optical.double(), 0)
+    exclusive = inclusive - optical.double()
+    starts, counts = packed_info[:, 0], packed_info[:, 1]
+    ray_base = torch.zeros(packed_info.shape[0], dtype=torch.float64, device=sigmas.device)
+    nonempty = counts > 0
+    ray_base[nonempty] = exclusive[starts[nonempty]]
+    transmittance = torch.exp(-(exclusive - ray_base[ray_indices]).to(sigmas.dtype))
+    alphas = 1.0 - torch.exp(-optical)
+    return transmittance, alphas
+
+
+def composite(
+    sigmas: torch.Tensor,
+    rgbs: torch.Tensor,
+    t_starts: torch.Tensor,
+    t_ends: torch.Tensor,
+    ray_indices: torch.Tensor,
+    packed_info: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Volume rendering of packed samples (differentiable through torch autograd).
+
+    w_i = T_i alpha_i; C = sum_i w_i c_i; opacity = sum_i w_i; depth = sum_i w_i (t0_i + t1_i) / 2.
+
+    Args:
+        sigmas: `[S]`; rgbs: `[S, 3]`; t_starts, t_ends: `[S]`; ray_indices: `[S]`;
+        packed_info: `[R, 2]`.
+    Returns:
+        rgb `[R, 3]`, opacity `[R]`, depth `[R]` (expected distance, not normalized), weights `[S]`.
+    """
+    transmittance, alphas = render_transmittance(sigmas, t_starts, t_ends, packed_info, ray_indices)
+    weights = transmittance * alphas
+    num_rays = packed_info.shape[0]
+    rgb = torch.zeros(num_rays, 3, dtype=rgbs.dtype, device=rgbs.device).index_add_(0, ray_indices, weights[:, None] * rgbs)
+    opacity = torch.zeros(num_rays, dtype=weights.dtype, device=weights.device).index_add_(0, ray_indices, weights)
+    depth = torch.zeros_like(opacity).index_add_(0, ray_indices, weights * 0.5 * (t_starts + t_ends))
+    return rgb, opacity, depth, weights
+
+
+def update_occupancy(density_ema: torch.Tensor, cell_indices: torch.Tensor, new_density: torch.Tensor, decay: float) -> torch.Tensor:
+    """Exponential-moving-max update of a flat density grid, in place.
+
+    ema[c] = max(ema[c] * decay, new[c]) for the evaluated cells.
+
+    Args:
+        density_ema: `[C]` running density estimate.
+        cell_indices: `[M]` int64 cells that were evaluated; new_density: `[M]` their densities.
+    Returns:
+        density_ema `[C]` (the same tensor).
+    """
+    density_ema[cell_indices] = torch.maximum(density_ema[cell_indices] * decay, new_density)
+    return density_ema

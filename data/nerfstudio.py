@@ -1,0 +1,209 @@
+"""nerfstudio / instant-ngp scenes: one `transforms.json` in the scene folder.
+
+Intrinsics `fl_x, fl_y, cx, cy, w, h` (or `camera_angle_x`, `camera_angle_y`) and distortion
+`k1, k2, p1, p2` are read from the top level and may be overridden per frame. Poses are OpenGL
+camera-to-world `transform_matrix`es. The Blender layout (one `transforms.json` with
+`camera_angle_x`) is a special case.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .blender import frame_c2w, holdout_splits, image_name, read_frames, read_json, resolve_image
+from .cameras import OPENGL_TO_OPENCV, Cameras
+from .images import load_images
+from .scene import Scene, SceneError
+
+__all__ = ["estimate_box", "load_nerfstudio"]
+
+DISTORTION_KEYS = ("k1", "k2", "p1", "p2")
+SPLIT_KEYS = {"train": "train_filenames", "val": "val_filenames", "test": "test_filenames"}
+BOX_HALF_SIZE = 0.4  # box half-size as a fraction of the median camera distance to its centre
+NEAR_FRACTION = 0.05  # near plane as a fraction of that distance
+
+
+def load_nerfstudio(folder: Path, downsample: float = 1.0) -> Scene:
+    """Load `folder/transforms.json`; images with alpha are composited on white, else black.
+
+    Splits come from `train_filenames` / `val_filenames` / `test_filenames` when present, else
+    every 8th frame is held out. The box is the file's `aabb` or `estimate_box` of the cameras.
+    """
+    path = folder / "transforms.json"
+    meta = read_json(path)
+    frames = read_frames(path, meta)
+    c2w_gl = np.stack([frame_c2w(path, i, frame) for i, frame in enumerate(frames)])
+    paths = [resolve_image(folder, frame["file_path"], path) for frame in frames]
+    names = [image_name(folder, p) for p in paths]
+    splits = _splits(path, meta, frames, names)
+    distortion = _distortion(path, meta, frames)
+    aabb = _read_aabb(path, meta["aabb"]) if "aabb" in meta else None
+
+    stack = load_images(paths, downsample, background=None, size=_declared_size(path, meta, frames))
+    width, height = stack.source_size
+    intrinsics = [_intrinsics(path, i, meta, f, width, height) for i, f in enumerate(frames)]
+    fx, fy, cx, cy = torch.tensor(intrinsics, dtype=torch.float32).unbind(1)
+    cameras = Cameras(
+        c2w=torch.from_numpy(c2w_gl).float() @ OPENGL_TO_OPENCV,
+        fx=fx,
+        fy=fy,
+        cx=cx,
+        cy=cy,
+        width=width,
+        height=height,
+        distortion=distortion,
+    ).scaled(1.0 / downsample)
+    if aabb is None:
+        aabb = estimate_box(cameras.c2w)
+        if not (aabb[1] > aabb[0]).all():
+            raise SceneError(path, "cannot estimate a scene box from the poses; add an 'aabb'")
+    distance = (cameras.centers - aabb.mean(0)).norm(dim=1).median().item()
+    return Scene(
+        images=torch.from_numpy(stack.rgb),
+        cameras=cameras,
+        aabb=aabb,
+        near=NEAR_FRACTION * distance,
+        far=2.0 * distance + (aabb[1] - aabb[0]).norm().item(),
+        background=torch.tensor(stack.background),
+        splits=splits,
+        source=folder,
+        kind="nerfstudio",
+        downsample=downsample,
+        alpha=None if stack.alpha is None else torch.from_numpy(stack.alpha),
+        names=names,
+    )
+
+
+def estimate_box(c2w: torch.Tensor) -> torch.Tensor:
+    """A box around what the cameras look at.
+
+    The centre is the least-squares point nearest to all optical axes (a tiny pull towards the
+    cameras' centroid keeps it defined when the axes are parallel); the half-size is
+    `BOX_HALF_SIZE` times the median camera distance to it.
+
+    Args:
+        c2w: OpenCV camera-to-world matrices, `[N, 4, 4]`.
+    Returns:
+        `[2, 3]` float32 (min, max).
+    """
+    origins = c2w[:, :3, 3].double()
+    axes = torch.nn.functional.normalize(c2w[:, :3, 2].double(), dim=1)
+    # sum_i |(I - d_i d_i^T)(p - o_i)|^2 + eps |p - mean(o)|^2 is minimal where A p = b.
+    projectors = torch.eye(3, dtype=torch.float64) - axes[:, :, None] * axes[:, None, :]
+    eps = 1e-6 * len(c2w)
+    a = projectors.sum(0) + eps * torch.eye(3, dtype=torch.float64)
+    b = (projectors @ origins[:, :, None]).sum(0)[:, 0] + eps * origins.mean(0)
+    focus = torch.linalg.solve(a, b)
+    half = BOX_HALF_SIZE * (origins - focus).norm(dim=1).median()
+    return torch.stack([focus - half, focus + half]).float()
+
+
+def _number(path: Path, where: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SceneError(path, f"{where}: '{key}' must be a number, got {value!r}")
+    return float(value)
+
+
+def _declared_size(
+    path: Path, meta: dict[str, Any], frames: list[dict[str, Any]]
+) -> tuple[int, int] | None:
+    """The one (w, h) the file declares (top level or per frame), or None if it declares none."""
+    sizes = set()
+    for index, frame in enumerate(frames):
+        where = f"frame {index}"
+        w, h = (frame.get(k, meta.get(k)) for k in ("w", "h"))
+        if (w is None) != (h is None):
+            raise SceneError(path, f"{where}: 'w' and 'h' must be given together")
+        if w is not None:
+            sizes.add((int(_number(path, where, "w", w)), int(_number(path, where, "h", h))))
+    if len(sizes) > 1:
+        raise SceneError(path, f"frames declare different image sizes {sorted(sizes)}")
+    return sizes.pop() if sizes else None
+
+
+def _focal(
+    path: Path, index: int, sources: tuple[dict, dict], axis: str, size: int
+) -> float | None:
+    """`fl_<axis>` or the focal of `camera_angle_<axis>`, the frame's own keys first."""
+    where = f"frame {index}"
+    for source in sources:
+        if f"fl_{axis}" in source:
+            focal = _number(path, where, f"fl_{axis}", source[f"fl_{axis}"])
+        elif f"camera_angle_{axis}" in source:
+            angle = _number(path, where, f"camera_angle_{axis}", source[f"camera_angle_{axis}"])
+            focal = 0.5 * size / math.tan(0.5 * angle) if 0.0 < angle < math.pi else -1.0
+        else:
+            continue
+        if focal <= 0.0:
+            raise SceneError(path, f"{where}: focal length along {axis} must be positive")
+        return focal
+    return None
+
+
+def _intrinsics(
+    path: Path, index: int, meta: dict[str, Any], frame: dict[str, Any], width: int, height: int
+) -> tuple[float, float, float, float]:
+    """(fx, fy, cx, cy) of one frame in pixels of the full-size image."""
+    sources = (frame, meta)
+    fx = _focal(path, index, sources, "x", width)
+    if fx is None:
+        raise SceneError(path, f"frame {index}: no focal length ('fl_x' or 'camera_angle_x')")
+    fy = _focal(path, index, sources, "y", height)
+    merged = {**meta, **frame}
+    where = f"frame {index}"
+    cx = _number(path, where, "cx", merged.get("cx", width / 2.0))
+    cy = _number(path, where, "cy", merged.get("cy", height / 2.0))
+    return fx, fx if fy is None else fy, cx, cy
+
+
+def _distortion(
+    path: Path, meta: dict[str, Any], frames: list[dict[str, Any]]
+) -> torch.Tensor | None:
+    """`[N, 4]` (k1, k2, p1, p2) per frame, or None when the file gives no coefficients."""
+    if not any(k in source for source in (meta, *frames) for k in DISTORTION_KEYS):
+        return None
+    rows = [
+        [_number(path, f"frame {i}", k, frame.get(k, meta.get(k, 0.0))) for k in DISTORTION_KEYS]
+        for i, frame in enumerate(frames)
+    ]
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def _read_aabb(path: Path, value: Any) -> torch.Tensor:
+    try:
+        aabb = torch.tensor(value, dtype=torch.float32)
+    except (TypeError, ValueError):
+        aabb = torch.zeros(0)
+    if aabb.shape != (2, 3) or not torch.isfinite(aabb).all() or not (aabb[1] > aabb[0]).all():
+        raise SceneError(path, f"'aabb' must be [[min x, y, z], [max x, y, z]], got {value!r}")
+    return aabb
+
+
+def _splits(
+    path: Path, meta: dict[str, Any], frames: list[dict[str, Any]], names: list[str]
+) -> dict[str, torch.Tensor]:
+    """nerfstudio's `<split>_filenames` lists as index tensors, else the every-8th hold-out."""
+    if not any(key in meta for key in SPLIT_KEYS.values()):
+        return holdout_splits(len(frames))
+    lookup = {}
+    for index, (frame, name) in enumerate(zip(frames, names)):
+        lookup[os.path.normpath(frame["file_path"])] = index
+        lookup[os.path.normpath(name)] = index
+    splits = {}
+    for split, key in SPLIT_KEYS.items():
+        if key not in meta:
+            continue
+        listed = meta[key]
+        if not isinstance(listed, list) or not all(isinstance(n, str) for n in listed):
+            raise SceneError(path, f"'{key}' must be a list of file names")
+        missing = [n for n in listed if os.path.normpath(n) not in lookup]
+        if missing:
+            raise SceneError(path, f"'{key}' names {missing[0]!r}, which is no frame's file_path")
+        splits[split] = torch.tensor([lookup[os.path.normpath(n)] for n in listed]).long()
+    return splits

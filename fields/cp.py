@@ -1,0 +1,70 @@
+"""TensoRF CANDECOMP/PARAFAC (CP) decomposition.
+
+sigma(x) = sum_r v^X_r(x) v^Y_r(y) v^Z_r(z); appearance = B [v^X_r v^Y_r v^Z_r]_r + decoder.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .factors import resize_line, sample_line
+from .tensor_grid import TensorGridField
+
+__all__ = ["CPField"]
+
+
+class CPField(TensorGridField):
+    """TensoRF-CP. Defaults follow TensoRF's CP config: 96 density and 288 appearance components."""
+
+    name = "cp"
+
+    def __init__(
+        self,
+        aabb: list[list[float]] | torch.Tensor,
+        resolution: list[int],
+        density_components: int = 96,
+        appearance_components: int = 288,
+        init_scale: float = 0.2,
+        **kwargs,
+    ) -> None:
+        self.init_scale = init_scale
+        super().__init__(aabb, resolution, int(density_components), int(appearance_components), **kwargs)
+
+    def _build_factors(self) -> None:
+        def lines(rank: int) -> nn.ParameterList:
+            return nn.ParameterList(
+                nn.Parameter(self.init_scale * torch.randn(1, rank, self.resolution[axis], 1)) for axis in range(3)
+            )
+
+        self.density_line = lines(self.density_components)
+        self.app_line = lines(self.appearance_components)
+
+    def _appearance_width(self) -> int:
+        return self.appearance_components
+
+    def _product(self, lines: nn.ParameterList, xn: torch.Tensor) -> torch.Tensor:
+        return sample_line(lines[0], xn[:, 0]) * sample_line(lines[1], xn[:, 1]) * sample_line(lines[2], xn[:, 2])
+
+    def _density_feature(self, xn: torch.Tensor) -> torch.Tensor:
+        return self._product(self.density_line, xn).sum(0)
+
+    def _appearance_feature(self, xn: torch.Tensor) -> torch.Tensor:
+        return self._product(self.app_line, xn)
+
+    def _resample(self, index_lo: list[int] | None, index_hi: list[int] | None, resolution: list[int]) -> None:
+        for lines in (self.density_line, self.app_line):
+            for axis in range(3):
+                line = lines[axis].data
+                if index_lo is not None and index_hi is not None:
+                    line = line[:, :, index_lo[axis] : index_hi[axis] + 1]
+                lines[axis] = nn.Parameter(resize_line(line, resolution[axis]))
+
+    def density_factors(self) -> list[nn.Parameter]:
+        return list(self.density_line)
+
+    def factor_parameters(self) -> list[nn.Parameter]:
+        return [*self.density_line, *self.app_line]
+
+    def config(self) -> dict:
+        return {**super().config(), "init_scale": self.init_scale}

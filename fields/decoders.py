@@ -1,0 +1,99 @@
+"""Appearance decoders: features + view direction -> RGB (TensoRF's MLP and SH renderers)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["positional_encoding", "MLPDecoder", "SHDecoder", "make_decoder", "sh_basis"]
+
+
+def positional_encoding(values: torch.Tensor, num_freqs: int) -> torch.Tensor:
+    """TensoRF's encoding: sin and cos of `values * 2^k`, k < num_freqs.
+
+    Args:
+        values: `[N, C]`.
+    Returns:
+        `[N, 2 * num_freqs * C]` laid out as [sin(all), cos(all)].
+    """
+    freqs = 2.0 ** torch.arange(num_freqs, device=values.device, dtype=values.dtype)
+    scaled = (values[..., None] * freqs).flatten(-2)
+    return torch.cat([torch.sin(scaled), torch.cos(scaled)], dim=-1)
+
+
+class MLPDecoder(nn.Module):
+    """TensoRF's `MLPRender_Fea`: [f, d, PE(f), PE(d)] -> 128 -> 128 -> RGB (sigmoid)."""
+
+    def __init__(self, in_features: int, feature_pe: int = 2, view_pe: int = 2, hidden: int = 128) -> None:
+        super().__init__()
+        self.feature_pe = feature_pe
+        self.view_pe = view_pe
+        in_dim = in_features + 3 + 2 * feature_pe * in_features + 2 * view_pe * 3
+        self.mlp = nn.Sequential(
+            nn.Linear(in_dim, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, 3),
+        )
+        nn.init.constant_(self.mlp[-1].bias, 0.0)
+
+    def forward(self, features: torch.Tensor, viewdirs: torch.Tensor) -> torch.Tensor:
+        """features `[N, F]`, unit viewdirs `[N, 3]` -> RGB `[N, 3]` in [0, 1]."""
+        parts = [features, viewdirs]
+        if self.feature_pe > 0:
+            parts.append(positional_encoding(features, self.feature_pe))
+        if self.view_pe > 0:
+            parts.append(positional_encoding(viewdirs, self.view_pe))
+        return torch.sigmoid(self.mlp(torch.cat(parts, dim=-1)))
+
+
+def sh_basis(viewdirs: torch.Tensor) -> torch.Tensor:
+    """Real spherical harmonics up to degree 2 (9 bases), as in Plenoxels/TensoRF.
+
+    Args:
+        viewdirs: unit directions `[N, 3]`.
+    Returns:
+        `[N, 9]`.
+    """
+    c0, c1 = 0.28209479177387814, 0.4886025119029199
+    c2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
+    x, y, z = viewdirs.unbind(-1)
+    xx, yy, zz = x * x, y * y, z * z
+    return torch.stack(
+        [
+            torch.full_like(x, c0),
+            -c1 * y,
+            c1 * z,
+            -c1 * x,
+            c2[0] * x * y,
+            c2[1] * y * z,
+            c2[2] * (2.0 * zz - xx - yy),
+            c2[3] * x * z,
+            c2[4] * (xx - yy),
+        ],
+        dim=-1,
+    )
+
+
+class SHDecoder(nn.Module):
+    """TensoRF's `SHRender`: 27 features are degree-2 SH coefficients per colour channel."""
+
+    in_features = 27
+
+    def forward(self, features: torch.Tensor, viewdirs: torch.Tensor) -> torch.Tensor:
+        """features `[N, 27]`, unit viewdirs `[N, 3]` -> RGB `[N, 3]` in [0, 1]."""
+        coeffs = features.view(-1, 3, 9)
+        return ((coeffs * sh_basis(viewdirs)[:, None, :]).sum(-1) + 0.5).clamp(0.0, 1.0)
+
+
+def make_decoder(kind: str, in_features: int, pe: int = 2) -> nn.Module:
+    """Build a decoder by name: "mlp" (TensoRF's MLP_Fea with `pe` frequencies for features and
+    view directions) or "sh" (needs 27 features)."""
+    if kind == "mlp":
+        return MLPDecoder(in_features, feature_pe=pe, view_pe=pe)
+    if kind == "sh":
+        if in_features != SHDecoder.in_features:
+            raise ValueError(f"the SH decoder needs {SHDecoder.in_features} appearance features, got {in_features}")
+        return SHDecoder()
+    raise ValueError(f"unknown decoder '{kind}' (choose 'mlp' or 'sh')")

@@ -1,0 +1,185 @@
+"""Shared machinery of TensoRF-style factorized grid fields (VM, CP).
+
+A subclass stores its density and appearance factors and says how to look them up; this base
+class turns them into densities (softplus with shift, scaled to world units), appearance
+(basis matrix + decoder), resamples them (upsample), crops them (shrink), and regularizes them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Field
+from .decoders import make_decoder
+from .factors import total_variation
+
+__all__ = ["TensorGridField", "resolution_for_voxels", "n_voxels_schedule"]
+
+
+def resolution_for_voxels(num_voxels: int, aabb: torch.Tensor) -> list[int]:
+    """Per-axis grid resolution with about `num_voxels` cubic voxels filling `aabb [2, 3]`."""
+    size = (aabb[1] - aabb[0]).double()
+    voxel = (size.prod() / num_voxels) ** (1.0 / 3.0)
+    return [max(2, int(round(s))) for s in (size / voxel).tolist()]
+
+
+class TensorGridField(Field):
+    """Base of factorized grid fields.
+
+    Args:
+        aabb: `[2, 3]` box of the field.
+        resolution: grid points per axis `[X, Y, Z]`.
+        density_components, appearance_components: ranks of the factorizations (subclass-defined
+            meaning: per plane-line pair for VM, total for CP).
+        appearance_dim: width of the appearance feature after the basis matrix (27 for SH).
+        decoder: "mlp" or "sh"; decoder_pe: positional-encoding frequencies of the MLP's inputs.
+        density_shift, distance_scale: sigma = distance_scale * softplus(feature + density_shift).
+    """
+
+    def __init__(
+        self,
+        aabb: list[list[float]] | torch.Tensor,
+        resolution: list[int],
+        density_components: list[int] | int,
+        appearance_components: list[int] | int,
+        appearance_dim: int = 27,
+        decoder: str = "mlp",
+        decoder_pe: int = 2,
+        density_shift: float = -10.0,
+        distance_scale: float = 25.0,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32).reshape(2, 3).clone())
+        self.resolution = [int(r) for r in resolution]
+        self.density_components = density_components
+        self.appearance_components = appearance_components
+        self.appearance_dim = appearance_dim
+        self.decoder_kind = decoder
+        self.decoder_pe = decoder_pe
+        self.density_shift = density_shift
+        self.distance_scale = distance_scale
+        self.reg_weights = {"l1": 0.0, "tv_density": 0.0, "tv_appearance": 0.0}
+        self._build_factors()
+        self.basis = nn.Linear(self._appearance_width(), appearance_dim, bias=False)
+        self.decoder = make_decoder(decoder, appearance_dim, decoder_pe)
+
+    # --- subclass hooks -----------------------------------------------------------------
+    def _build_factors(self) -> None:
+        raise NotImplementedError
+
+    def _appearance_width(self) -> int:
+        raise NotImplementedError
+
+    def _density_feature(self, xn: torch.Tensor) -> torch.Tensor:
+        """Normalized points `[N, 3]` -> raw density feature `[N]`."""
+        raise NotImplementedError
+
+    def _appearance_feature(self, xn: torch.Tensor) -> torch.Tensor:
+        """Normalized points `[N, 3]` -> appearance components `[A, N]` (before the basis)."""
+        raise NotImplementedError
+
+    def _resample(self, index_lo: list[int] | None, index_hi: list[int] | None, resolution: list[int]) -> None:
+        """Crop every factor to grid indices [lo, hi] per axis (if given), then resample to `resolution`."""
+        raise NotImplementedError
+
+    def density_factors(self) -> list[nn.Parameter]:
+        raise NotImplementedError
+
+    def density_planes(self) -> list[nn.Parameter]:
+        return []
+
+    def appearance_planes(self) -> list[nn.Parameter]:
+        return []
+
+    def factor_parameters(self) -> list[nn.Parameter]:
+        raise NotImplementedError
+
+    # --- Field interface ---------------------------------------------------------------
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """World points `[N, 3]` -> box coordinates in [-1, 1] `[N, 3]`."""
+        return (x - self.aabb[0]) * (2.0 / (self.aabb[1] - self.aabb[0])) - 1.0
+
+    def _inside(self, xn: torch.Tensor) -> torch.Tensor:
+        return (xn.abs() <= 1.0).all(dim=-1)
+
+    def density(self, x: torch.Tensor) -> torch.Tensor:
+        xn = self.normalize(x)
+        sigma = F.softplus(self._density_feature(xn) + self.density_shift) * self.distance_scale
+        return torch.where(self._inside(xn), sigma, torch.zeros_like(sigma))
+
+    def appearance_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Decoder input at world points `[N, 3]` -> `[N, appearance_dim]`."""
+        return (self.basis.weight @ self._appearance_feature(self.normalize(x))).t()
+
+    def radiance(self, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.appearance_features(x), d)
+
+    def regularization(self) -> dict[str, torch.Tensor]:
+        losses: dict[str, torch.Tensor] = {}
+        w = self.reg_weights
+        if w["l1"] > 0:
+            losses["l1"] = w["l1"] * sum(f.abs().mean() for f in self.density_factors())
+        if w["tv_density"] > 0 and self.density_planes():
+            losses["tv_density"] = w["tv_density"] * 1e-2 * sum(total_variation(p) for p in self.density_planes())
+        if w["tv_appearance"] > 0 and self.appearance_planes():
+            losses["tv_appearance"] = w["tv_appearance"] * 1e-2 * sum(total_variation(p) for p in self.appearance_planes())
+        return losses
+
+    def param_groups(self, lr: float, lr_network: float) -> list[dict[str, Any]]:
+        return [
+            {"params": self.factor_parameters(), "lr": lr, "name": "factors"},
+            {"params": list(self.basis.parameters()) + list(self.decoder.parameters()), "lr": lr_network, "name": "network"},
+        ]
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "aabb": self.aabb.tolist(),
+            "resolution": list(self.resolution),
+            "density_components": self.density_components,
+            "appearance_components": self.appearance_components,
+            "appearance_dim": self.appearance_dim,
+            "decoder": self.decoder_kind,
+            "decoder_pe": self.decoder_pe,
+            "density_shift": self.density_shift,
+            "distance_scale": self.distance_scale,
+        }
+
+    # --- grid geometry ------------------------------------------------------------------
+    @property
+    def voxel_size(self) -> torch.Tensor:
+        """Spacing of grid points per axis, `[3]`."""
+        return (self.aabb[1] - self.aabb[0]) / (torch.tensor(self.resolution, dtype=torch.float32, device=self.aabb.device) - 1)
+
+    @torch.no_grad()
+    def upsample(self, resolution: list[int]) -> None:
+        """Resample every factor to `resolution [X, Y, Z]` (trilinear on the factors)."""
+        self._resample(None, None, [int(r) for r in resolution])
+        self.resolution = [int(r) for r in resolution]
+
+    @torch.no_grad()
+    def shrink(self, aabb: torch.Tensor) -> None:
+        """Crop the factors to the grid-aligned box that covers `aabb [2, 3]`.
+
+        The new box snaps outwards to grid points, so the field is unchanged inside it.
+        """
+        aabb = aabb.to(self.aabb)
+        voxel = self.voxel_size
+        lo = torch.floor((aabb[0] - self.aabb[0]) / voxel + 1e-4).long().clamp(min=0)
+        hi = torch.ceil((aabb[1] - self.aabb[0]) / voxel - 1e-4).long()
+        hi = torch.minimum(hi, torch.tensor(self.resolution, device=hi.device) - 1)
+        hi = torch.maximum(hi, lo + 1)
+        new_aabb = torch.stack([self.aabb[0] + lo * voxel, self.aabb[0] + hi * voxel])
+        new_resolution = (hi - lo + 1).tolist()
+        self._resample(lo.tolist(), hi.tolist(), new_resolution)
+        self.resolution = new_resolution
+        self.aabb.copy_(new_aabb)
+
+
+def n_voxels_schedule(start: int, end: int, steps: int) -> list[int]:
+    """TensoRF's log-spaced voxel counts for `steps` upsampling events (excluding `start`)."""
+    return [round(math.exp(v)) for v in torch.linspace(math.log(start), math.log(end), steps + 1)[1:].tolist()]

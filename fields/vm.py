@@ -1,0 +1,98 @@
+"""TensoRF vector-matrix (VM) decomposition.
+
+sigma(x) = sum_i sum_r P^i_r(x_{a_i}, x_{b_i}) * v^i_r(x_{c_i}) over the three plane/line pairs
+(XY-Z, XZ-Y, YZ-X); appearance = B [P^i_r * v^i_r]_{i,r} followed by the decoder.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .factors import resize_line, resize_plane, sample_line, sample_plane
+from .tensor_grid import TensorGridField
+
+__all__ = ["VMField"]
+
+PLANE_AXES = ((0, 1), (0, 2), (1, 2))  # (W axis, H axis) of each plane
+LINE_AXES = (2, 1, 0)  # the axis of the line paired with each plane
+
+
+class VMField(TensorGridField):
+    """TensoRF-VM. Defaults follow TensoRF's lego config: 16/48 components per pair, MLP decoder."""
+
+    name = "vm"
+
+    def __init__(
+        self,
+        aabb: list[list[float]] | torch.Tensor,
+        resolution: list[int],
+        density_components: list[int] | int = 16,
+        appearance_components: list[int] | int = 48,
+        init_scale: float = 0.1,
+        **kwargs,
+    ) -> None:
+        self.init_scale = init_scale
+        super().__init__(aabb, resolution, _per_pair(density_components), _per_pair(appearance_components), **kwargs)
+
+    def _build_factors(self) -> None:
+        def planes(ranks: list[int]) -> nn.ParameterList:
+            return nn.ParameterList(
+                nn.Parameter(self.init_scale * torch.randn(1, r, self.resolution[b], self.resolution[a]))
+                for r, (a, b) in zip(ranks, PLANE_AXES)
+            )
+
+        def lines(ranks: list[int]) -> nn.ParameterList:
+            return nn.ParameterList(
+                nn.Parameter(self.init_scale * torch.randn(1, r, self.resolution[c], 1)) for r, c in zip(ranks, LINE_AXES)
+            )
+
+        self.density_plane, self.density_line = planes(self.density_components), lines(self.density_components)
+        self.app_plane, self.app_line = planes(self.appearance_components), lines(self.appearance_components)
+
+    def _appearance_width(self) -> int:
+        return sum(self.appearance_components)
+
+    def _density_feature(self, xn: torch.Tensor) -> torch.Tensor:
+        feature = xn.new_zeros(xn.shape[0])
+        for plane, line, (a, b), c in zip(self.density_plane, self.density_line, PLANE_AXES, LINE_AXES):
+            feature = feature + (sample_plane(plane, xn[:, [a, b]]) * sample_line(line, xn[:, c])).sum(0)
+        return feature
+
+    def _appearance_feature(self, xn: torch.Tensor) -> torch.Tensor:
+        return torch.cat(
+            [
+                sample_plane(plane, xn[:, [a, b]]) * sample_line(line, xn[:, c])
+                for plane, line, (a, b), c in zip(self.app_plane, self.app_line, PLANE_AXES, LINE_AXES)
+            ],
+            dim=0,
+        )
+
+    def _resample(self, index_lo: list[int] | None, index_hi: list[int] | None, resolution: list[int]) -> None:
+        for planes, lines in ((self.density_plane, self.density_line), (self.app_plane, self.app_line)):
+            for i, ((a, b), c) in enumerate(zip(PLANE_AXES, LINE_AXES)):
+                plane, line = planes[i].data, lines[i].data
+                if index_lo is not None and index_hi is not None:
+                    plane = plane[:, :, index_lo[b] : index_hi[b] + 1, index_lo[a] : index_hi[a] + 1]
+                    line = line[:, :, index_lo[c] : index_hi[c] + 1]
+                planes[i] = nn.Parameter(resize_plane(plane, (resolution[b], resolution[a])))
+                lines[i] = nn.Parameter(resize_line(line, resolution[c]))
+
+    def density_factors(self) -> list[nn.Parameter]:
+        return [*self.density_plane, *self.density_line]
+
+    def density_planes(self) -> list[nn.Parameter]:
+        return list(self.density_plane)
+
+    def appearance_planes(self) -> list[nn.Parameter]:
+        return list(self.app_plane)
+
+    def factor_parameters(self) -> list[nn.Parameter]:
+        return [*self.density_plane, *self.density_line, *self.app_plane, *self.app_line]
+
+    def config(self) -> dict:
+        return {**super().config(), "init_scale": self.init_scale}
+
+
+def _per_pair(components: list[int] | int) -> list[int]:
+    return [int(components)] * 3 if isinstance(components, int) else [int(c) for c in components]

@@ -1,0 +1,18 @@
+"""Cameras to rays, occupancy grid, marching + compositing, image rendering."""
+
+from .occupancy import OccupancyGrid
+from .rays import NDC, Rays, camera_rays, image_rays, ndc_rays
+from .renderer import RenderOutput, RenderSettings, render_image, render_rays
+
+__all__ = [
+    "NDC",
+    "Rays",
+    "camera_rays",
+    "image_rays",
+    "ndc_rays",
+    "OccupancyGrid",
+    "RenderSettings",
+    "RenderOutput",
+    "render_rays",
+    "render_image",
+]

@@ -1,0 +1,92 @@
+"""Occupancy grid: a binary grid over the field's box that marks where density is worth sampling.
+
+TensoRF's alpha mask generalised as in instant-ngp/nerfacc: a running (decaying) maximum of the
+density per cell, thresholded by the opacity one render step would have there.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import math
+
+import torch
+from torch import nn
+
+from cuda_ext import update_occupancy
+
+
+__all__ = ["OccupancyGrid"]
+
+
+class OccupancyGrid(nn.Module):
+    """Binary occupancy over `aabb [2, 3]` at `resolution` cells per axis.
+
+    Buffers: `aabb [2, 3]`, `density_ema [X*Y*Z]`, `occupied [X, Y, Z]` bool (all True at start).
+    """
+
+    def __init__(self, aabb: torch.Tensor, resolution: int | list[int] = 128) -> None:
+        super().__init__()
+        res = [resolution] * 3 if isinstance(resolution, int) else list(resolution)
+        self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32).reshape(2, 3).clone())
+        self.register_buffer("density_ema", torch.zeros(math.prod(res)))
+        self.register_buffer("occupied", torch.ones(res, dtype=torch.bool))
+
+    @property
+    def resolution(self) -> list[int]:
+        return list(self.occupied.shape)
+
+    def cell_centers(self, cells: torch.Tensor, jitter: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+        """World positions `[M, 3]` in flat cells `[M]`: centres, or uniform in the cell with jitter."""
+        x_res, y_res, z_res = self.resolution
+        ijk = torch.stack([cells // (y_res * z_res), (cells // z_res) % y_res, cells % z_res], dim=-1).float()
+        offset = torch.rand(ijk.shape, generator=generator, device=ijk.device) if jitter else torch.full_like(ijk, 0.5)
+        size = torch.tensor(self.resolution, dtype=torch.float32, device=ijk.device)
+        return self.aabb[0] + (ijk + offset) / size * (self.aabb[1] - self.aabb[0])
+
+    @torch.no_grad()
+    def update(
+        self,
+        density_fn: Callable[[torch.Tensor], torch.Tensor],
+        step_size: float,
+        alpha_threshold: float = 1e-3,
+        decay: float = 0.8,
+        fraction: float = 1.0,
+        chunk: int = 1 << 18,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        """Re-evaluate density in (a random `fraction` of) the cells at jittered points.
+
+        A cell is occupied when a render step of `step_size` there would have opacity above
+        `alpha_threshold`, i.e. density_ema > -log(1 - alpha_threshold) / step_size, or, while
+        the field is still faint everywhere (early in training), when its density is above the
+        grid's mean (as nerfacc does), which keeps the cells that the images ask to fill.
+        """
+        num_cells = self.density_ema.numel()
+        device = self.density_ema.device
+        if fraction >= 1.0:
+            cells = torch.arange(num_cells, device=device)
+        else:
+            cells = torch.randperm(num_cells, generator=generator, device=device)[: max(1, int(num_cells * fraction))]
+        densities = torch.cat(
+            [density_fn(self.cell_centers(part, jitter=True, generator=generator)) for part in cells.split(chunk)]
+        )
+        update_occupancy(self.density_ema, cells, densities, decay)
+        threshold = min(-math.log(1.0 - alpha_threshold) / step_size, self.density_ema.mean().item())
+        self.occupied.copy_((self.density_ema > threshold).view(self.resolution))
+
+    def occupied_box(self, margin: int = 1) -> torch.Tensor | None:
+        """World box `[2, 3]` covering the occupied cells plus `margin` cells on each side (as
+        TensoRF dilates its alpha mask; a jittered update can miss a barely-clipped cell),
+        clipped to the grid; None when nothing is occupied."""
+        ijk = self.occupied.nonzero()
+        if ijk.shape[0] == 0:
+            return None
+        size = torch.tensor(self.resolution, dtype=torch.float32, device=ijk.device)
+        extent = self.aabb[1] - self.aabb[0]
+        lo = self.aabb[0] + (ijk.amin(0).float() - margin).clamp(min=0) / size * extent
+        hi = self.aabb[0] + torch.minimum(ijk.amax(0).float() + 1.0 + margin, size) / size * extent
+        return torch.stack([lo, hi])
+
+    def occupancy_fraction(self) -> float:
+        return self.occupied.float().mean().item()

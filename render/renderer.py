@@ -1,0 +1,123 @@
+"""Volume rendering of a field along rays: march the occupancy grid, prune, query, composite."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from cuda_ext import composite, march_rays, packed_info_from_counts, ray_aabb_intersect, render_transmittance
+from data.cameras import Cameras
+from fields.base import Field
+
+from .occupancy import OccupancyGrid
+from .rays import NDC, Rays, image_rays
+
+__all__ = ["RenderSettings", "RenderOutput", "render_rays", "render_image"]
+
+
+@dataclass
+class RenderSettings:
+    """How a scene is rendered; stored with every checkpoint.
+
+    step_size: distance between samples (world units, or NDC units for NDC scenes).
+    near, far: ray distance bounds. background: RGB of empty space.
+    early_stop_eps: samples behind a transmittance below this are skipped (they cannot matter).
+    weight_threshold: colour is evaluated only for samples whose weight exceeds this.
+    ndc: the NDC warp of forward-facing scenes, or None.
+    """
+
+    step_size: float
+    near: float = 0.0
+    far: float = 1e10
+    background: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+    early_stop_eps: float = 1e-4
+    weight_threshold: float = 1e-4
+    ndc: NDC | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "RenderSettings":
+        values = dict(values)
+        if values.get("ndc") is not None:
+            values["ndc"] = NDC(**values["ndc"])
+        return cls(**values)
+
+
+@dataclass
+class RenderOutput:
+    """Per-ray results: rgb `[R, 3]` (background composited), opacity `[R]`, depth `[R]`
+    (sum of weight x distance: divide by opacity for the expected surface distance), and the
+    number of samples that were composited."""
+
+    rgb: torch.Tensor
+    opacity: torch.Tensor
+    depth: torch.Tensor
+    num_samples: int
+
+
+def render_rays(
+    field: Field, grid: OccupancyGrid, rays: Rays, settings: RenderSettings, jitter: bool = False, generator: torch.Generator | None = None
+) -> RenderOutput:
+    """Render rays through a field, differentiably w.r.t. the field's parameters.
+
+    Samples come from marching the occupancy grid at `settings.step_size`. A density pass
+    without gradients gives every sample's weight; samples behind an opaque surface
+    (transmittance below `early_stop_eps`) are dropped, and colour is queried only where the
+    weight exceeds `weight_threshold` (elsewhere it cannot matter; TensoRF does the same).
+    With gradients enabled the density of the kept samples is evaluated again, with autograd.
+    """
+    device = rays.origins.device
+    background = torch.tensor(settings.background, dtype=torch.float32, device=device)
+    far = torch.clamp(rays.far, max=settings.far)
+    t_min, t_max, _ = ray_aabb_intersect(rays.origins, rays.directions, grid.aabb, settings.near, far)
+    offsets = torch.rand(len(rays), generator=generator, device=device) if jitter else None
+    ray_indices, t_starts, t_ends, packed_info = march_rays(
+        rays.origins, rays.directions, t_min, t_max, grid.occupied, grid.aabb, settings.step_size, offsets
+    )
+    with torch.no_grad():
+        sigmas = field.density(_positions(rays, ray_indices, t_starts, t_ends))
+        transmittance, alphas = render_transmittance(sigmas, t_starts, t_ends, packed_info, ray_indices)
+        keep = transmittance > settings.early_stop_eps
+        needs_colour = (transmittance * alphas)[keep] > settings.weight_threshold
+    ray_indices, t_starts, t_ends, sigmas = ray_indices[keep], t_starts[keep], t_ends[keep], sigmas[keep]
+    packed_info = packed_info_from_counts(torch.bincount(ray_indices, minlength=len(rays)))
+    positions = _positions(rays, ray_indices, t_starts, t_ends)
+    if torch.is_grad_enabled():
+        sigmas = field.density(positions)
+    coloured = needs_colour.nonzero().squeeze(1)
+    rgbs = positions.new_zeros(positions.shape)
+    if coloured.numel() > 0:
+        radiance = field.radiance(positions[coloured], rays.directions[ray_indices[coloured]])
+        rgbs = rgbs.index_copy(0, coloured, radiance)
+    rgb, opacity, depth, _ = composite(sigmas, rgbs, t_starts, t_ends, ray_indices, packed_info)
+    rgb = rgb + (1.0 - opacity)[:, None] * background
+    return RenderOutput(rgb, opacity, depth, int(ray_indices.numel()))
+
+
+def _positions(rays: Rays, ray_indices: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.Tensor) -> torch.Tensor:
+    """Sample midpoints `[S, 3]`."""
+    t_mid = 0.5 * (t_starts + t_ends)
+    return rays.origins[ray_indices] + rays.directions[ray_indices] * t_mid[:, None]
+
+
+@torch.no_grad()
+def render_image(
+    field: Field, grid: OccupancyGrid, cameras: Cameras, index: int, settings: RenderSettings, chunk: int = 1 << 14
+) -> dict[str, torch.Tensor]:
+    """Render one camera's full image in ray chunks.
+
+    Returns:
+        "rgb" `[H, W, 3]`, "opacity" `[H, W]`, "depth" `[H, W]`.
+    """
+    rays = image_rays(cameras, index, settings.ndc)
+    outputs = [render_rays(field, grid, rays[start : start + chunk], settings) for start in range(0, len(rays), chunk)]
+    shape = (cameras.height, cameras.width)
+    return {
+        "rgb": torch.cat([o.rgb for o in outputs]).view(*shape, 3).clamp(0.0, 1.0),
+        "opacity": torch.cat([o.opacity for o in outputs]).view(shape),
+        "depth": torch.cat([o.depth for o in outputs]).view(shape),
+    }

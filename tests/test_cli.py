@@ -1,0 +1,76 @@
+"""The `tensorfields` command line: help, the train -> eval -> render flow, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import pytest
+
+from apps.cli import main
+
+SUBCOMMANDS = [["train"], ["eval"], ["render"], ["demo"], ["bench"], ["bench", "train"]]
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS, ids=" ".join)
+def test_every_subcommand_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: tensorfields" in capsys.readouterr().out
+
+
+def test_console_script_is_installed() -> None:
+    result = subprocess.run([sys.executable, "-m", "apps.cli", "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "train" in result.stdout and "bench" in result.stdout
+
+
+def test_train_eval_render_flow(sphere_scene: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    common = ["--grid-init", "24", "--grid-final", "32", "--batch-size", "512"]
+    assert main(["train", "--data", str(sphere_scene), "--out", str(run), "--iters", "30", *common]) == 0
+    assert (run / "checkpoint.safetensors").is_file() and (run / "metrics.json").is_file()
+
+    report = tmp_path / "eval.json"
+    assert main(["eval", str(run), "--split", "val", "--json", str(report)]) == 0
+    assert "PSNR" in capsys.readouterr().out
+    result = json.loads(report.read_text())
+    assert {"psnr", "ssim", "num_views", "resolution"} <= result.keys()
+    assert result["num_views"] == 2 and result["resolution"] == [40, 30]
+    assert 0.0 < result["ssim"] <= 1.0 and result["psnr"] > 10.0
+
+    video = tmp_path / "orbit.mp4"
+    assert main(["render", str(run), "--orbit", "6", "--out", str(video)]) == 0
+    frames = iio.imread(video, index=None)
+    assert frames.shape == (6, 30, 40, 3)
+    assert frames[:, 10:20, 15:25].mean() < frames[:, :3, :3].mean(), "the sphere should be darker than the white background"
+
+
+def test_eval_at_other_downsample(sphere_scene: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    main(["train", "--data", str(sphere_scene), "--out", str(run), "--iters", "5", "--grid-init", "16", "--grid-final", "16"])
+    report = tmp_path / "eval.json"
+    assert main(["eval", str(run), "--downsample", "2", "--json", str(report)]) == 0
+    assert json.loads(report.read_text())["resolution"] == [20, 15]
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["train", "--data", "/nonexistent/scene", "--out", "OUT"], "/nonexistent/scene"),
+        (["eval", "EMPTY"], "not a run folder"),
+        (["render", "EMPTY", "--out", "x.mp4"], "not a run folder"),
+        (["train", "--data", "SCENE", "--out", "OUT", "--field", "nope"], "unknown field 'nope'"),
+    ],
+)
+def test_bad_input_gives_one_line_error(
+    argv: list[str], needle: str, sphere_scene: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty").mkdir()
+    substitutions = {"OUT": str(tmp_path / "out"), "EMPTY": str(tmp_path / "empty"), "SCENE": str(sphere_scene)}
+    assert main([substitutions.get(arg, arg) for arg in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1, err
