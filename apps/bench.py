@@ -8,9 +8,10 @@ import resource
 from pathlib import Path
 from typing import Any
 
+from .commands import train_config
 from .evaluate import evaluate_views, evenly_spaced
 from .run import train_run
-from .trainer import TrainConfig, Trainer
+from .trainer import Trainer
 
 __all__ = ["bench_train", "time_to_psnr"]
 
@@ -32,20 +33,7 @@ def bench_train(args: argparse.Namespace) -> dict[str, Any]:
     scored on `args.eval_views` evenly spaced held-out views; at the end on the whole split.
     """
     out = args.out or f"runs/bench-{args.field}"
-    config = TrainConfig(
-        data=args.data,
-        field=args.field,
-        out=out,
-        downsample=args.downsample,
-        budget=args.budget,
-        batch_size=args.batch_size,
-        grid_init=args.grid_init,
-        grid_final=args.grid_final,
-        decoder=args.decoder,
-        seed=args.seed,
-        device=args.device,
-        checkpoint_every=float("inf"),
-    )
+    config = train_config(args, out=out, budget=args.budget, checkpoint_every=float("inf"))
     curve: list[list[float]] = []
     next_eval = [args.eval_every]
 

@@ -14,17 +14,15 @@ from .run import load_run_config, train_run
 from .trainer import TrainConfig, train_cameras
 from .video import render_video, video_cameras
 
-__all__ = ["train_command", "eval_command", "render_command"]
+__all__ = ["train_config", "train_command", "eval_command", "render_command"]
 
 
-def train_command(args: argparse.Namespace) -> None:
-    config = TrainConfig(
+def train_config(args: argparse.Namespace, **overrides) -> TrainConfig:
+    """A TrainConfig from the shared training flags (see `cli._add_train_arguments`)."""
+    values = dict(
         data=args.data,
         field=args.field,
-        out=args.out,
         downsample=args.downsample,
-        iters=args.iters,
-        budget=args.budget,
         batch_size=args.batch_size,
         grid_init=args.grid_init,
         grid_final=args.grid_final,
@@ -32,7 +30,12 @@ def train_command(args: argparse.Namespace) -> None:
         seed=args.seed,
         device=args.device,
     )
-    train_run(config, resume=args.resume)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def train_command(args: argparse.Namespace) -> None:
+    train_run(train_config(args, out=args.out, iters=args.iters, budget=args.budget), resume=args.resume)
 
 
 def eval_command(args: argparse.Namespace) -> dict:

@@ -6,9 +6,9 @@ rates exponentially to 0.1x over the run and resets them at each upsample. Here 
 happens at the same fraction of the run, whether the run is counted in iterations or seconds.
 
 One change: the box is shrunk to the occupied region before every upsample, not only once.
-In a short run the density is still cloudy at 2k/30k, so a single early shrink barely shrinks;
-shrinking is exact (the field is unchanged inside the new box), and each upsample then spends
-its voxels on the object.
+In a short run the density is still cloudy at 2k/30k, so a single early shrink barely shrinks.
+Shrinking is exact (the field is unchanged inside the new box); grid sizes are voxel counts of
+the scene's full box, so a shrunk box keeps the voxel size and needs fewer voxels.
 """
 
 from __future__ import annotations

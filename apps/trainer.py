@@ -117,8 +117,9 @@ class Trainer:
             self.grid = OccupancyGrid(self.field.aabb, config.occupancy_resolution).to(self.device)
             self.settings = RenderSettings(
                 step_size=self._step_size(),
-                near=scene.near,
-                far=scene.far,
+                # NDC rays carry their own end (`Rays.far`); the scene's 0..1 is in NDC units
+                near=0.0 if scene.ndc else scene.near,
+                far=1e10 if scene.ndc else scene.far,
                 background=scene.background.tolist(),
                 ndc=self.ndc,
             )
@@ -167,6 +168,7 @@ class Trainer:
         """Apply the milestones that the current progress has passed; returns what happened."""
         events = []
         if self.state.iteration >= self.config.occupancy_warmup and self.state.iteration % self.config.occupancy_every == 0:
+            # every cell while the geometry forms, then a random quarter per update (as nerfacc)
             fraction = 1.0 if self.state.iteration < 16 * self.config.occupancy_every else 0.25
             self.grid.update(
                 self.field.density, self.settings.step_size, self.config.occupancy_threshold, fraction=fraction, generator=self.generator
@@ -205,8 +207,14 @@ class Trainer:
         return f"box shrunk to {[round(v, 3) for v in self.field.aabb.flatten().tolist()]}, resolution {self.field.resolution}"
 
     def _upsample(self) -> str:
-        """Upsample to the voxel count of the last milestone passed (`upsamples_done` of them)."""
-        voxels = self.schedule.voxel_counts()[self.state.upsamples_done - 1]
+        """Upsample to the voxel size of the last milestone passed (`upsamples_done` of them).
+
+        Voxel counts are those of the scene's full box: after a shrink the same voxel size takes
+        fewer voxels, so shrinking saves memory and empty-space steps without changing the
+        sampling density the schedule asks for.
+        """
+        box_fraction = float((self.field.aabb[1] - self.field.aabb[0]).prod() / (self.scene.aabb[1] - self.scene.aabb[0]).prod())
+        voxels = self.schedule.voxel_counts()[self.state.upsamples_done - 1] * box_fraction
         resolution = resolution_for_voxels(voxels, self.field.aabb)
         self.field.upsample(resolution)
         self.state.last_lr_reset = self.progress

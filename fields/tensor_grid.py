@@ -7,7 +7,6 @@ class turns them into densities (softplus with shift, scaled to world units), ap
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -18,7 +17,7 @@ from .base import Field
 from .decoders import make_decoder
 from .factors import total_variation
 
-__all__ = ["TensorGridField", "resolution_for_voxels", "n_voxels_schedule"]
+__all__ = ["TensorGridField", "resolution_for_voxels"]
 
 
 def resolution_for_voxels(num_voxels: int, aabb: torch.Tensor) -> list[int]:
@@ -179,7 +178,3 @@ class TensorGridField(Field):
         self.resolution = new_resolution
         self.aabb.copy_(new_aabb)
 
-
-def n_voxels_schedule(start: int, end: int, steps: int) -> list[int]:
-    """TensoRF's log-spaced voxel counts for `steps` upsampling events (excluding `start`)."""
-    return [round(math.exp(v)) for v in torch.linspace(math.log(start), math.log(end), steps + 1)[1:].tolist()]
