@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field as dataclass_field
+from dataclasses import asdict, dataclass, field as dataclass_field, replace
 from pathlib import Path
 from typing import Any
 
@@ -226,7 +226,7 @@ class Trainer:
         start = time.perf_counter()
         batch = self.batcher.next()
         rays = camera_rays(self.cameras, batch.camera_indices, batch.x, batch.y, self.ndc)
-        output = render_rays(self.field, self.grid, rays, self.settings, jitter=True, generator=self.generator)
+        output = render_rays(self.field, self.grid, rays, self._batch_settings(), jitter=True, generator=self.generator)
         mse = torch.mean((output.rgb - batch.rgb) ** 2)
         loss = mse + sum(self.field.regularization().values(), mse.new_zeros(()))
         if not torch.isfinite(loss):
@@ -246,6 +246,14 @@ class Trainer:
             "samples_per_ray": output.num_samples / len(rays),
             "events": events,
         }
+
+    def _batch_settings(self) -> RenderSettings:
+        """Render settings for one training batch. Scenes on a non-white background get a white
+        one for every other batch at random, as TensoRF does: over a black background a faint
+        field whose colour is not evaluated yet gets no gradient towards more density."""
+        if self.settings.background == [1.0, 1.0, 1.0] or torch.rand((), generator=self.generator).item() < 0.5:
+            return self.settings
+        return replace(self.settings, background=[1.0, 1.0, 1.0])
 
     # --- persistence --------------------------------------------------------------------
     def checkpoint(self) -> Checkpoint:

@@ -36,8 +36,8 @@ def average_pose(poses: np.ndarray) -> np.ndarray:
     """The average camera of `poses` `[N, 3, 4]` (columns right, up, back, centre), `[3, 4]`."""
     center = poses[..., 3].mean(0)
     z = _normalize(poses[..., 2].mean(0))
-    x = _normalize(np.cross(z, poses[..., 1].mean(0)))
-    y = np.cross(x, z)
+    x = _normalize(np.cross(poses[..., 1].mean(0), z))
+    y = np.cross(z, x)
     return np.stack([x, y, z, center], 1)
 
 

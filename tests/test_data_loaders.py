@@ -151,8 +151,11 @@ def test_fern_downsample_8() -> None:
     hwf = np.load(FERN / "poses_bounds.npy")[0, :15].reshape(3, 5)[:, 4]
     assert scene.ndc_focal == pytest.approx(hwf[2] * 504 / hwf[1], rel=1e-6)
     torch.testing.assert_close(scene.cameras.cx, torch.full((17,), 252.0))
-    # Recentred: the cameras look down world -z (OpenCV z axis) and surround the origin.
+    # Recentred: the cameras look down world -z (OpenCV z axis) with image right along +x and
+    # image down along -y (as TensoRF's average pose), as proper rotations (no mirroring).
     assert (scene.cameras.c2w[:, 2, 2] < -0.9).all()
+    assert (scene.cameras.c2w[:, 0, 0] > 0.9).all() and (scene.cameras.c2w[:, 1, 1] < -0.9).all()
+    torch.testing.assert_close(torch.linalg.det(scene.cameras.c2w[:, :3, :3]), torch.ones(17))
     assert scene.cameras.centers.mean(0).abs().max() < 1e-4
     torch.testing.assert_close(scene.aabb, torch.tensor([[-1.5, -1.67, -1.0], [1.5, 1.67, 1.0]]))
 
