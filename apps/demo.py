@@ -38,4 +38,4 @@ def demo(args: argparse.Namespace) -> None:
     print("\nnext:")
     print(f"  tensorfields eval {out}                      # PSNR/SSIM on all held-out views")
     print(f"  tensorfields render {out} --orbit 120 --out orbit.mp4")
-    print(f"  tensorfields train --data {scene_path} --downsample 8 --budget 240 --out runs/lego --resume")
+    print(f"  tensorfields train --data {scene_path} --downsample 8 --budget 240 --out runs/lego   # longer run")
