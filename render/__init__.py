@@ -2,7 +2,7 @@
 
 from .occupancy import OccupancyGrid
 from .rays import NDC, Rays, camera_rays, image_rays, ndc_rays
-from .renderer import RenderOutput, RenderSettings, render_image, render_rays
+from .renderer import RenderOutput, RenderSettings, render_image, render_rays, render_rays_progressive
 
 __all__ = [
     "NDC",
@@ -14,5 +14,6 @@ __all__ = [
     "RenderSettings",
     "RenderOutput",
     "render_rays",
+    "render_rays_progressive",
     "render_image",
 ]

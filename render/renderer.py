@@ -14,7 +14,7 @@ from fields.base import Field
 from .occupancy import OccupancyGrid
 from .rays import NDC, Rays, image_rays
 
-__all__ = ["RenderSettings", "RenderOutput", "render_rays", "render_image"]
+__all__ = ["RenderSettings", "RenderOutput", "render_rays", "render_rays_progressive", "render_image"]
 
 
 @dataclass
@@ -64,27 +64,99 @@ def render_rays(
 ) -> RenderOutput:
     """Render rays through a field, differentiably w.r.t. the field's parameters.
 
-    Samples come from marching the occupancy grid at `settings.step_size`. A density pass
-    without gradients gives every sample's weight; samples behind an opaque surface
-    (transmittance below `early_stop_eps`) are dropped, and colour is queried only where the
-    weight exceeds `weight_threshold` (elsewhere it cannot matter; TensoRF does the same).
-    With gradients enabled the density of the kept samples is evaluated again, with autograd.
+    Samples come from marching the occupancy grid at `settings.step_size` (offset by a random
+    fraction of a step per ray with `jitter`); see `_shade` for pruning and compositing.
     """
     device = rays.origins.device
-    background = torch.tensor(settings.background, dtype=torch.float32, device=device)
-    far = torch.clamp(rays.far, max=settings.far)
-    t_min, t_max, _ = ray_aabb_intersect(rays.origins, rays.directions, grid.aabb, settings.near, far)
+    t_min, t_max = _ray_segment(grid, rays, settings)
     offsets = torch.rand(len(rays), generator=generator, device=device) if jitter else None
-    ray_indices, t_starts, t_ends, packed_info = march_rays(
+    ray_indices, t_starts, t_ends, _ = march_rays(
         rays.origins, rays.directions, t_min, t_max, grid.occupied, grid.aabb, settings.step_size, offsets
     )
+    rgb, opacity, depth, num_samples = _shade(field, rays, ray_indices, t_starts, t_ends, settings)
+    return RenderOutput(_with_background(rgb, opacity, settings), opacity, depth, num_samples)
+
+
+@torch.no_grad()
+def render_rays_progressive(
+    field: Field, grid: OccupancyGrid, rays: Rays, settings: RenderSettings, segment_steps: int = 64
+) -> RenderOutput:
+    """Inference rendering that marches in depth segments of `segment_steps` steps and stops
+    each ray once its transmittance falls below `settings.early_stop_eps`, so samples behind
+    surfaces are never generated or queried. Gives the same image as `render_rays` without
+    jitter (the samples lie on the same grid of steps).
+    """
+    t_min, t_max = _ray_segment(grid, rays, settings)
+    num_rays = len(rays)
+    transmittance = torch.ones(num_rays, device=rays.origins.device)
+    rgb = torch.zeros(num_rays, 3, device=rays.origins.device)
+    opacity, depth = torch.zeros_like(transmittance), torch.zeros_like(transmittance)
+    num_samples = 0
+    start = t_min
+    active = (t_max > t_min).nonzero().squeeze(1)
+    while active.numel() > 0:
+        segment = rays[active]
+        end = torch.minimum(start[active] + segment_steps * settings.step_size, t_max[active])
+        ray_indices, t_starts, t_ends, _ = march_rays(
+            segment.origins, segment.directions, start[active], end, grid.occupied, grid.aabb, settings.step_size
+        )
+        prefix = transmittance[active]
+        seg_rgb, seg_opacity, seg_depth, count = _shade(field, segment, ray_indices, t_starts, t_ends, settings, prefix)
+        rgb[active] += prefix[:, None] * seg_rgb
+        opacity[active] += prefix * seg_opacity
+        depth[active] += prefix * seg_depth
+        transmittance[active] = prefix * (1.0 - seg_opacity)
+        start = start.clone()
+        start[active] = end
+        num_samples += count
+        still = (end < t_max[active]) & (transmittance[active] > settings.early_stop_eps)
+        active = active[still]
+    return RenderOutput(_with_background(rgb, opacity, settings), opacity, depth, num_samples)
+
+
+def _ray_segment(grid: OccupancyGrid, rays: Rays, settings: RenderSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each ray is inside the grid's box and within [near, far], `[R]` each."""
+    far = torch.clamp(rays.far, max=settings.far)
+    t_min, t_max, _ = ray_aabb_intersect(rays.origins, rays.directions, grid.aabb, settings.near, far)
+    return t_min, t_max
+
+
+def _with_background(rgb: torch.Tensor, opacity: torch.Tensor, settings: RenderSettings) -> torch.Tensor:
+    background = torch.tensor(settings.background, dtype=rgb.dtype, device=rgb.device)
+    return rgb + (1.0 - opacity)[:, None] * background
+
+
+def _shade(
+    field: Field,
+    rays: Rays,
+    ray_indices: torch.Tensor,
+    t_starts: torch.Tensor,
+    t_ends: torch.Tensor,
+    settings: RenderSettings,
+    prefix: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Composite packed samples of `rays` (no background).
+
+    A density pass without gradients gives every sample's weight; samples behind an opaque
+    surface (transmittance below `early_stop_eps`, counting `prefix [R]`, the transmittance
+    before these samples) are dropped, and colour is queried only where the weight exceeds
+    `weight_threshold` (elsewhere it cannot matter; TensoRF does the same). With gradients
+    enabled the density of the kept samples is evaluated again, with autograd.
+
+    Returns:
+        rgb `[R, 3]`, opacity `[R]`, depth `[R]` of these samples alone, and the sample count.
+    """
+    num_rays = len(rays)
+    packed_info = packed_info_from_counts(torch.bincount(ray_indices, minlength=num_rays))
     with torch.no_grad():
         sigmas = field.density(_positions(rays, ray_indices, t_starts, t_ends))
         transmittance, alphas = render_transmittance(sigmas, t_starts, t_ends, packed_info, ray_indices)
+        if prefix is not None:
+            transmittance = transmittance * prefix[ray_indices]
         keep = transmittance > settings.early_stop_eps
         needs_colour = (transmittance * alphas)[keep] > settings.weight_threshold
     ray_indices, t_starts, t_ends, sigmas = ray_indices[keep], t_starts[keep], t_ends[keep], sigmas[keep]
-    packed_info = packed_info_from_counts(torch.bincount(ray_indices, minlength=len(rays)))
+    packed_info = packed_info_from_counts(torch.bincount(ray_indices, minlength=num_rays))
     positions = _positions(rays, ray_indices, t_starts, t_ends)
     if torch.is_grad_enabled():
         sigmas = field.density(positions)
@@ -94,8 +166,7 @@ def render_rays(
         radiance = field.radiance(positions[coloured], rays.directions[ray_indices[coloured]])
         rgbs = rgbs.index_copy(0, coloured, radiance)
     rgb, opacity, depth, _ = composite(sigmas, rgbs, t_starts, t_ends, ray_indices, packed_info)
-    rgb = rgb + (1.0 - opacity)[:, None] * background
-    return RenderOutput(rgb, opacity, depth, int(ray_indices.numel()))
+    return rgb, opacity, depth, int(ray_indices.numel())
 
 
 def _positions(rays: Rays, ray_indices: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.Tensor) -> torch.Tensor:
@@ -114,7 +185,7 @@ def render_image(
         "rgb" `[H, W, 3]`, "opacity" `[H, W]`, "depth" `[H, W]`.
     """
     rays = image_rays(cameras, index, settings.ndc)
-    outputs = [render_rays(field, grid, rays[start : start + chunk], settings) for start in range(0, len(rays), chunk)]
+    outputs = [render_rays_progressive(field, grid, rays[start : start + chunk], settings) for start in range(0, len(rays), chunk)]
     shape = (cameras.height, cameras.width)
     return {
         "rgb": torch.cat([o.rgb for o in outputs]).view(*shape, 3).clamp(0.0, 1.0),

@@ -12,7 +12,18 @@ import torch.nn.functional as F
 from data.cameras import Cameras
 from fields import VMField
 from fields.base import Field
-from render import NDC, OccupancyGrid, Rays, RenderSettings, camera_rays, image_rays, ndc_rays, render_image, render_rays
+from render import (
+    NDC,
+    OccupancyGrid,
+    Rays,
+    RenderSettings,
+    camera_rays,
+    image_rays,
+    ndc_rays,
+    render_image,
+    render_rays,
+    render_rays_progressive,
+)
 from render.paths import focus_point, look_at, orbit_path
 
 CENTER = torch.tensor([0.1, -0.05, 0.05])
@@ -236,6 +247,27 @@ def test_render_rays_matches_dense_volume_rendering() -> None:
         assert want.abs().max() > 0
         rel = ((got - want).norm() / want.norm()).item()
         assert rel < 2e-2, rel
+
+
+@pytest.mark.parametrize("segment_steps", [1, 7, 64])
+def test_progressive_rendering_matches_single_pass(segment_steps: int) -> None:
+    """Inference in depth segments with early ray termination gives the single-pass image."""
+    field = VMField(BOX, [10, 10, 10], 2, 3, init_scale=1.5, density_shift=-2.0, distance_scale=5.0, decoder_pe=0)
+    g = torch.Generator().manual_seed(3)
+    origins = 3.0 * F.normalize(torch.randn(64, 3, generator=g), dim=-1)
+    origins[:4] = 0.2 * torch.randn(4, 3, generator=g)  # rays that start inside the box
+    directions = F.normalize(0.5 * torch.rand(64, 3, generator=g) - 0.25 - origins, dim=-1)
+    rays = Rays(origins, directions, torch.full((64,), math.inf))
+    grid = OccupancyGrid(BOX, 8)
+    grid.occupied[:, :2] = False  # some empty space to skip
+    with torch.no_grad():
+        single = render_rays(field, grid, rays, settings(0.02))
+        progressive = render_rays_progressive(field, grid, rays, settings(0.02), segment_steps=segment_steps)
+    assert single.opacity.max() > 0.9999 and single.opacity.min() < 0.5
+    torch.testing.assert_close(progressive.rgb, single.rgb, atol=1e-5, rtol=0)
+    torch.testing.assert_close(progressive.opacity, single.opacity, atol=1e-5, rtol=0)
+    torch.testing.assert_close(progressive.depth, single.depth, atol=1e-4, rtol=0)
+    assert progressive.num_samples <= single.num_samples + 64
 
 
 def test_render_rays_empty_grid_gives_background() -> None:
