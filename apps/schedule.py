@@ -27,13 +27,15 @@ class Schedule:
 
     grid_init, grid_final: grid resolution per axis (cube root of the voxel count) at the start
     and after the last upsample; upsample_at: progress of each upsample (the box is shrunk to
-    the occupied region right before each); lr_decay: total learning-rate decay over a run.
+    the occupied region right before each); lr_decay: total learning-rate decay over a run;
+    min_iterations: budget runs reach milestone p no earlier than iteration p * min_iterations.
     """
 
     grid_init: int = 64
     grid_final: int = 128
     upsample_at: list[float] = field(default_factory=lambda: [i / _TENSORF_ITERS for i in (2000, 3000, 4000, 5500, 7000)])
     lr_decay: float = 0.1
+    min_iterations: int = 3000
 
     def voxel_counts(self) -> list[int]:
         """Voxel count after each upsample (log-spaced from grid_init^3 to grid_final^3)."""

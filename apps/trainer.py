@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field as dataclass_field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,6 @@ class TrainState:
     upsamples_done: int = 0
     shrunk: bool = False
     last_lr_reset: float = 0.0
-    history: list[list[float]] = dataclass_field(default_factory=list)
 
 
 def default_grid(scene: Scene) -> tuple[int, int]:
@@ -173,14 +172,10 @@ class Trainer:
             self.grid.update(
                 self.field.density, self.settings.step_size, self.config.occupancy_threshold, fraction=fraction, generator=self.generator
             )
-        upsample_due = (
-            self.state.upsamples_done < len(self.schedule.upsample_at)
-            and self.progress >= self.schedule.upsample_at[self.state.upsamples_done]
-        )
-        if upsample_due and isinstance(self.field, Upsampleable):
+        if self._milestone_due() and isinstance(self.field, Upsampleable):
             if self.state.iteration >= 2 * self.config.occupancy_warmup:
                 events.append(self._shrink())
-            while self.state.upsamples_done < len(self.schedule.upsample_at) and self.progress >= self.schedule.upsample_at[self.state.upsamples_done]:
+            while self._milestone_due():
                 self.state.upsamples_done += 1
             events.append(self._upsample())
         if events:
@@ -190,6 +185,18 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = group["initial_lr"] * scale
         return events
+
+    def _milestone_due(self) -> bool:
+        """Whether the next upsample milestone has been passed. A budget run also waits until
+        the iteration count a `Schedule.min_iterations`-long run would have there, so a short
+        budget does not upsample a field that has only seen a few dozen batches."""
+        done = self.state.upsamples_done
+        if done >= len(self.schedule.upsample_at):
+            return False
+        at = self.schedule.upsample_at[done]
+        if self.config.budget is not None and self.state.iteration < at * self.schedule.min_iterations:
+            return False
+        return self.progress >= at
 
     def _shrink(self) -> str:
         self.grid.update(self.field.density, self.settings.step_size, self.config.occupancy_threshold, generator=self.generator)

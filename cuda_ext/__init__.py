@@ -1,12 +1,14 @@
 """Ray marching and compositing ops.
 
-The public functions here dispatch to the native extension when it is built (a later step) and
-to `cuda_ext.reference` otherwise; both share signatures and packed layouts.
+Public functions validate their arguments and dispatch to the native extension (C++ on the CPU,
+CUDA on NVIDIA GPUs; built lazily on first use, see `status()`) when it is available, and to the
+pure-torch `cuda_ext.reference` otherwise; both share signatures and packed layouts.
 """
 
+from ._backend import status
+from .ops import march_rays
 from .reference import (
     composite,
-    march_rays,
     packed_info_from_counts,
     ray_aabb_intersect,
     render_transmittance,
@@ -14,6 +16,7 @@ from .reference import (
 )
 
 __all__ = [
+    "status",
     "ray_aabb_intersect",
     "march_rays",
     "packed_info_from_counts",

@@ -54,7 +54,7 @@ def camera_rays(cameras: Cameras, camera_indices: torch.Tensor, x: torch.Tensor,
     local = torch.stack([(x - cx) / fx, (y - cy) / fy, torch.ones_like(x)], dim=-1)
     c2w = cameras.c2w[camera_indices]
     directions = torch.einsum("rij,rj->ri", c2w[:, :3, :3], local)
-    origins = c2w[:, :3, 3]
+    origins = c2w[:, :3, 3].contiguous()
     if ndc is not None:
         return ndc_rays(origins, directions, ndc)
     return Rays(origins, F.normalize(directions, dim=-1), torch.full_like(x, float("inf")))

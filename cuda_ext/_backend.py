@@ -1,0 +1,71 @@
+"""Lazy build and load of the native extension (never at import time).
+
+The C++ sources are always compiled; the CUDA sources too when torch has CUDA and nvcc is found.
+A failed build is remembered with its reason, logged once, and the reference ops are used.
+Set TENSORFIELDS_REFERENCE=1 to force the pure-torch reference (tests, debugging).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+
+__all__ = ["native", "status", "FORCE_REFERENCE_ENV"]
+
+FORCE_REFERENCE_ENV = "TENSORFIELDS_REFERENCE"
+_CSRC = Path(__file__).resolve().parent / "csrc"
+_log = logging.getLogger("tensorfields.cuda_ext")
+_state: dict[str, Any] = {"tried": False, "module": None, "error": None, "cuda": False}
+
+
+def _sources(with_cuda: bool) -> list[str]:
+    cpu = [_CSRC / "ext.cpp", *sorted(_CSRC.glob("*/*_cpu.cpp"))]
+    cuda = [*sorted(_CSRC.glob("*/*_cuda.cpp")), *sorted(_CSRC.glob("*/*.cu"))] if with_cuda else []
+    return [str(p) for p in cpu + cuda]
+
+
+def _build_directory(with_cuda: bool) -> Path:
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tensorfields" / "extensions"
+    path = root / f"torch{torch.__version__.replace('+', '_')}-{'cuda' if with_cuda else 'cpu'}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def native() -> ModuleType | None:
+    """The built extension module, building it on first call; None when unavailable or forced off."""
+    if os.environ.get(FORCE_REFERENCE_ENV, "") not in ("", "0"):
+        return None
+    if _state["tried"]:
+        return _state["module"]
+    _state["tried"] = True
+    with_cuda = torch.cuda.is_available() and shutil.which("nvcc") is not None
+    try:
+        from torch.utils.cpp_extension import load
+
+        flags = ["-O3", "-ffp-contract=off"] + (["-DTENSORFIELDS_WITH_CUDA"] if with_cuda else [])
+        _state["module"] = load(
+            name="tensorfields_native",
+            sources=_sources(with_cuda),
+            extra_cflags=flags,
+            extra_cuda_cflags=["-O3", "--fmad=false", "-DTENSORFIELDS_WITH_CUDA"],
+            build_directory=str(_build_directory(with_cuda)),
+            verbose=False,
+        )
+        _state["cuda"] = with_cuda
+    except Exception as error:  # a failed build must never stop the program: fall back, say why once
+        _state["error"] = f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else error}"
+        _log.warning("tensorfields native extension unavailable, using the pure-torch reference (%s)", _state["error"])
+    return _state["module"]
+
+
+def status() -> dict[str, Any]:
+    """What was built and why not: {"native": bool, "cuda": bool, "forced_reference": bool, "error": str | None}."""
+    forced = os.environ.get(FORCE_REFERENCE_ENV, "") not in ("", "0")
+    module = None if forced else native()
+    return {"native": module is not None, "cuda": bool(_state["cuda"]), "forced_reference": forced, "error": _state["error"]}
