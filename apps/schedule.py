@@ -5,10 +5,12 @@ and 4k (shrinking the box at the first), switches the L1 weight at the shrink, d
 rates exponentially to 0.1x over the run and resets them at each upsample. Here each of those
 happens at the same fraction of the run, whether the run is counted in iterations or seconds.
 
-One change: the box is shrunk to the occupied region before every upsample, not only once.
-In a short run the density is still cloudy at 2k/30k, so a single early shrink barely shrinks.
-Shrinking is exact (the field is unchanged inside the new box); grid sizes are voxel counts of
-the scene's full box, so a shrunk box keeps the voxel size and needs fewer voxels.
+Two changes for short runs. The box is shrunk to the occupied region at every milestone and
+before every upsample, not only once: at 2k/30k of a short run the density is still cloudy, so
+a single early shrink barely shrinks. Shrinking is exact (the field is unchanged inside the new
+box); grid sizes are voxel counts of the scene's full box, so a shrunk box keeps the voxel size
+and needs fewer voxels. And a budget run upsamples no earlier than a `min_iterations`-long run
+would (see `Schedule.min_iterations`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class Schedule:
     grid_final: int = 128
     upsample_at: list[float] = field(default_factory=lambda: [i / _TENSORF_ITERS for i in (2000, 3000, 4000, 5500, 7000)])
     lr_decay: float = 0.1
-    min_iterations: int = 3000
+    min_iterations: int = 1500
 
     def voxel_counts(self) -> list[int]:
         """Voxel count after each upsample (log-spaced from grid_init^3 to grid_final^3)."""

@@ -69,6 +69,7 @@ class TrainState:
     iteration: int = 0
     train_seconds: float = 0.0
     upsamples_done: int = 0
+    shrinks_done: int = 0
     shrunk: bool = False
     last_lr_reset: float = 0.0
 
@@ -172,12 +173,17 @@ class Trainer:
             self.grid.update(
                 self.field.density, self.settings.step_size, self.config.occupancy_threshold, fraction=fraction, generator=self.generator
             )
-        if self._milestone_due() and isinstance(self.field, Upsampleable):
-            if self.state.iteration >= 2 * self.config.occupancy_warmup:
+        if isinstance(self.field, Upsampleable):
+            shrink_due = self._passed(self.state.shrinks_done, gated=False) and self.state.iteration >= 2 * self.config.occupancy_warmup
+            upsample_due = self._passed(self.state.upsamples_done, gated=True)
+            if shrink_due or upsample_due:
                 events.append(self._shrink())
-            while self._milestone_due():
-                self.state.upsamples_done += 1
-            events.append(self._upsample())
+                while self._passed(self.state.shrinks_done, gated=False):
+                    self.state.shrinks_done += 1
+            if upsample_due:
+                while self._passed(self.state.upsamples_done, gated=True):
+                    self.state.upsamples_done += 1
+                events.append(self._upsample())
         if events:
             self.settings.step_size = self._step_size()
             self.optimizer = self._make_optimizer()
@@ -186,15 +192,15 @@ class Trainer:
             group["lr"] = group["initial_lr"] * scale
         return events
 
-    def _milestone_due(self) -> bool:
-        """Whether the next upsample milestone has been passed. A budget run also waits until
-        the iteration count a `Schedule.min_iterations`-long run would have there, so a short
-        budget does not upsample a field that has only seen a few dozen batches."""
-        done = self.state.upsamples_done
+    def _passed(self, done: int, gated: bool) -> bool:
+        """Whether milestone number `done` has been passed. Gated (upsampling), a budget run also
+        waits for the iteration a `Schedule.min_iterations`-long run would be at, so a short
+        budget does not upsample a field that has seen only a few dozen batches; shrinking,
+        exact and cheap, is not gated."""
         if done >= len(self.schedule.upsample_at):
             return False
         at = self.schedule.upsample_at[done]
-        if self.config.budget is not None and self.state.iteration < at * self.schedule.min_iterations:
+        if gated and self.config.budget is not None and self.state.iteration < at * self.schedule.min_iterations:
             return False
         return self.progress >= at
 
@@ -205,10 +211,10 @@ class Trainer:
         self._apply_regularization_weights()
         if box is None:
             return "shrink skipped: occupancy grid is empty"
-        box = torch.stack([torch.maximum(box[0], self.field.aabb[0]), torch.minimum(box[1], self.field.aabb[1])])
-        if torch.allclose(box, self.field.aabb):
+        before = self.field.aabb.clone()
+        self.field.shrink(torch.stack([torch.maximum(box[0], before[0]), torch.minimum(box[1], before[1])]))
+        if torch.equal(self.field.aabb, before):
             return "box unchanged: the occupied region fills it"
-        self.field.shrink(box)
         self.grid = OccupancyGrid(self.field.aabb, self.config.occupancy_resolution).to(self.device)
         self.grid.update(self.field.density, self._step_size(), self.config.occupancy_threshold, generator=self.generator)
         return f"box shrunk to {[round(v, 3) for v in self.field.aabb.flatten().tolist()]}, resolution {self.field.resolution}"
