@@ -48,6 +48,7 @@ def native() -> ModuleType | None:
     try:
         from torch.utils.cpp_extension import load
 
+        _put_ninja_on_path()
         flags = ["-O3", "-ffp-contract=off"] + (["-DTENSORFIELDS_WITH_CUDA"] if with_cuda else [])
         _state["module"] = load(
             name="tensorfields_native",
@@ -62,6 +63,14 @@ def native() -> ModuleType | None:
         _state["error"] = f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else error}"
         _log.warning("tensorfields native extension unavailable, using the pure-torch reference (%s)", _state["error"])
     return _state["module"]
+
+
+def _put_ninja_on_path() -> None:
+    """torch builds with the `ninja` executable; the PyPI package may sit outside PATH (a venv
+    that is not activated, a pyenv without rehash), so put its folder first."""
+    import ninja
+
+    os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
 
 
 def status() -> dict[str, Any]:
