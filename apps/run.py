@@ -10,6 +10,7 @@ from typing import Any, Callable
 import torch
 from tqdm import tqdm
 
+import cuda_ext
 from data import Scene, load_scene, scene_summary
 
 from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
@@ -48,6 +49,7 @@ def train_run(
     log(scene_summary(scene))
     if resume and not (out / CHECKPOINT_NAME).is_file():
         log(f"--resume: no checkpoint in {out}, starting a new run")
+    log(f"native extension: {_describe(cuda_ext.status())}")  # builds it now, outside the training clock
     trainer = Trainer(config, scene, resume=resume)
     if trainer.state.iteration:
         log(f"resumed at iteration {trainer.state.iteration} ({trainer.progress:.0%} of the run)")
@@ -95,6 +97,14 @@ def train_run(
     write_json(out / "metrics.json", metrics)
     log(f"held-out PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} on {metrics['num_views']} views; run in {out}")
     return metrics
+
+
+def _describe(status: dict[str, Any]) -> str:
+    if status["native"]:
+        return "C++ and CUDA" if status["cuda"] else "C++ (CPU)"
+    if status["forced_reference"]:
+        return "off (TENSORFIELDS_REFERENCE set), pure-torch reference"
+    return f"unavailable, pure-torch reference ({status['error']})"
 
 
 def load_run_config(run_dir: str | Path) -> dict[str, Any]:

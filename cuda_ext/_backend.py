@@ -7,6 +7,7 @@ Set TENSORFIELDS_REFERENCE=1 to force the pure-torch reference (tests, debugging
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -32,7 +33,9 @@ def _sources(with_cuda: bool) -> list[str]:
 
 def _build_directory(with_cuda: bool) -> Path:
     root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tensorfields" / "extensions"
-    path = root / f"torch{torch.__version__.replace('+', '_')}-{'cuda' if with_cuda else 'cpu'}"
+    # one folder per checkout too: torch rebuilds when the recorded source paths change
+    checkout = hashlib.sha1(str(_CSRC).encode()).hexdigest()[:10]
+    path = root / f"torch{torch.__version__.replace('+', '_')}-{'cuda' if with_cuda else 'cpu'}-{checkout}"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
