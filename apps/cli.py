@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 from data import SceneError
 
@@ -97,10 +95,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tensorfields {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0
-
-
-
-
 
 
 if __name__ == "__main__":

@@ -7,13 +7,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 from tqdm import tqdm
 
 import cuda_ext
 from data import Scene, load_scene, scene_summary
 
-from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
+from .checkpoint import CHECKPOINT_NAME, CheckpointError
 from .evaluate import evaluate_views, evenly_spaced
 from .trainer import TrainConfig, Trainer, TrainingDiverged, write_json
 

@@ -9,10 +9,9 @@ import torch
 from tqdm import tqdm
 
 from data import Cameras
+from fields import Field
 from render import OccupancyGrid, RenderSettings, render_image
 from render.paths import forward_circle_path, orbit_path
-
-from fields import Field
 
 from .evaluate import to_uint8
 
