@@ -44,12 +44,13 @@ def eval_command(args: argparse.Namespace) -> dict:
     data = args.data or run_config["train"]["data"]
     downsample = args.downsample if args.downsample is not None else run_config["train"]["downsample"]
     scene = load_scene(data, downsample)
-    indices = scene.split(args.split)
+    split = scene.split_name(args.split)
     renders = Path(args.renders) if args.renders else None
-    result = evaluate_views(checkpoint.field, checkpoint.grid, checkpoint.settings, scene, indices, renders)
-    print(f"{args.run}: PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.4f}  ({result['num_views']} {args.split} views at {result['resolution'][0]}x{result['resolution'][1]})")
+    result = evaluate_views(checkpoint.field, checkpoint.grid, checkpoint.settings, scene, scene.split(split), renders)
+    width, height = result["resolution"]
+    print(f"{args.run}: PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.4f}  ({result['num_views']} {split} views at {width}x{height})")
     if args.json:
-        Path(args.json).write_text(json.dumps({**result, "split": args.split, "data": str(data)}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({**result, "split": split, "data": str(data)}, indent=2) + "\n")
     return result
 
 

@@ -67,9 +67,13 @@ class Scene:
 
     def split(self, name: str) -> torch.Tensor:
         """Indices of a split; "val" falls back to "test" and vice versa when one is missing."""
+        return self.splits[self.split_name(name)]
+
+    def split_name(self, name: str) -> str:
+        """The split that `split(name)` returns: `name`, or its val/test stand-in."""
         if name in self.splits:
-            return self.splits[name]
+            return name
         fallback = {"val": "test", "test": "val"}.get(name)
         if fallback in self.splits:
-            return self.splits[fallback]
+            return fallback
         raise KeyError(f"{self.source}: scene has no '{name}' split (has {sorted(self.splits)})")

@@ -122,6 +122,8 @@ def test_lego_downsample_8(lego: Scene) -> None:
     assert lego.images.shape == (200, 100, 100, 3) and lego.images.dtype == torch.uint8
     assert (lego.cameras.width, lego.cameras.height) == (100, 100)
     assert len(lego.split("train")) == 100 and len(lego.split("val")) == 100
+    # no test split here: "test" means the held-out val views, and says so
+    assert lego.split_name("test") == "val" and torch.equal(lego.split("test"), lego.split("val"))
     assert lego.background.tolist() == [1.0, 1.0, 1.0]
     assert lego.alpha is not None and lego.alpha.shape == (200, 100, 100)
     assert (lego.images[lego.alpha == 0] == 255).all()  # composited on white
