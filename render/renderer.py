@@ -92,7 +92,7 @@ def render_rays_progressive(
     rgb = torch.zeros(num_rays, 3, device=rays.origins.device)
     opacity, depth = torch.zeros_like(transmittance), torch.zeros_like(transmittance)
     num_samples = 0
-    start = t_min
+    start = t_min.clone()  # where each ray's next segment begins
     active = (t_max > t_min).nonzero().squeeze(1)
     while active.numel() > 0:
         segment = rays[active]
@@ -106,7 +106,6 @@ def render_rays_progressive(
         opacity[active] += prefix * seg_opacity
         depth[active] += prefix * seg_depth
         transmittance[active] = prefix * (1.0 - seg_opacity)
-        start = start.clone()
         start[active] = end
         num_samples += count
         still = (end < t_max[active]) & (transmittance[active] > settings.early_stop_eps)
