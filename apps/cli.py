@@ -24,6 +24,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid-init", type=int, default=0, help="initial grid resolution per axis (default: from image size)")
     parser.add_argument("--grid-final", type=int, default=0, help="final grid resolution per axis (default: from image size)")
     parser.add_argument("--decoder", choices=["mlp", "sh"], default=None, help="appearance decoder (default: TensoRF's MLP)")
+    parser.add_argument(
+        "--cone-angle", type=float, default=0.0, help="cone stepping: steps grow as distance x this (default: 0, fixed steps)"
+    )
     parser.add_argument("--seed", type=int, default=0)
 
 

@@ -27,6 +27,7 @@ def train_config(args: argparse.Namespace, **overrides) -> TrainConfig:
         grid_init=args.grid_init,
         grid_final=args.grid_final,
         decoder=args.decoder,
+        cone_angle=args.cone_angle,
         seed=args.seed,
         device=args.device,
     )

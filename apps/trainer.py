@@ -35,6 +35,7 @@ class TrainConfig:
     batch_size: rays per iteration; 0 picks 4096 on a GPU (TensoRF) and 1024 on the CPU, where
         four small steps cost what one large one does and make more progress.
     grid_init, grid_final: factor grid resolution per axis; 0 picks them from the image size.
+    cone_angle: cone stepping for large scenes (see `RenderSettings`); 0 keeps fixed steps.
     """
 
     data: str
@@ -53,6 +54,7 @@ class TrainConfig:
     occupancy_every: int = 16
     occupancy_warmup: int = 16
     occupancy_threshold: float = 1e-3
+    cone_angle: float = 0.0
     decoder: str | None = None
     checkpoint_every: float = 60.0
     seed: int = 0
@@ -122,6 +124,7 @@ class Trainer:
                 far=1e10 if scene.ndc else scene.far,
                 background=scene.background.tolist(),
                 ndc=self.ndc,
+                cone_angle=config.cone_angle,
             )
             self.optimizer = self._make_optimizer()
         self._apply_regularization_weights()

@@ -6,14 +6,8 @@ pure-torch `cuda_ext.reference` otherwise; both share signatures and packed layo
 """
 
 from ._backend import status
-from .ops import march_rays
-from .reference import (
-    composite,
-    packed_info_from_counts,
-    ray_aabb_intersect,
-    render_transmittance,
-    update_occupancy,
-)
+from .ops import composite, march_rays, ray_aabb_intersect, render_transmittance, update_occupancy
+from .reference import packed_info_from_counts
 
 __all__ = [
     "status",

@@ -1,6 +1,13 @@
-"""Public ops: validate arguments, then run the native kernel when built, else the reference."""
+"""Public ops: validate arguments, then run the native kernel when built, else the reference.
+
+Arguments are checked here (shape, dtype, device, layout, packed offsets in range), so a kernel
+only ever sees what it can read safely, and a mistake is reported naming the argument.
+"""
 
 from __future__ import annotations
+
+import math
+from types import ModuleType
 
 import torch
 
@@ -8,7 +15,38 @@ from . import reference
 from ._backend import native, status
 from ._checks import check_tensor
 
-__all__ = ["march_rays"]
+__all__ = ["ray_aabb_intersect", "march_rays", "render_transmittance", "composite", "update_occupancy"]
+
+
+def _kernels(device: torch.device) -> ModuleType | None:
+    """The native module when it is built and has kernels for `device`, else None (reference)."""
+    module = native()
+    if module is None or (device.type == "cuda" and not status()["cuda"]):
+        return None
+    return module
+
+
+def ray_aabb_intersect(
+    rays_o: torch.Tensor, rays_d: torch.Tensor, aabb: torch.Tensor, near: float = 0.0, far: float | torch.Tensor = math.inf
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Slab test of rays against a box, clipped to [near, far]; see `reference.ray_aabb_intersect`.
+
+    Args:
+        rays_o, rays_d: `[R, 3]` float32; aabb: `[2, 3]` float32; far: a number or `[R]` float32.
+    Returns:
+        t_min `[R]`, t_max `[R]`, hit `[R]` bool.
+    """
+    device = check_tensor("rays_o", rays_o, (None, 3), torch.float32).device
+    num_rays = rays_o.shape[0]
+    check_tensor("rays_d", rays_d, (num_rays, 3), torch.float32, device)
+    check_tensor("aabb", aabb, (2, 3), torch.float32)
+    if isinstance(far, torch.Tensor):
+        check_tensor("far", far, (num_rays,), torch.float32, device)
+    module = _kernels(device)
+    if module is None:
+        return reference.ray_aabb_intersect(rays_o, rays_d, aabb, near, far)
+    far_per_ray = far if isinstance(far, torch.Tensor) else torch.full((num_rays,), float(far), device=device)
+    return tuple(module.ray_aabb_intersect(rays_o, rays_d, aabb, float(near), far_per_ray))
 
 
 def march_rays(
@@ -20,12 +58,15 @@ def march_rays(
     aabb: torch.Tensor,
     step_size: float,
     jitter: torch.Tensor | None = None,
+    cone_angle: float = 0.0,
+    max_step: float = math.inf,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Occupancy-grid marching; same contract as `reference.march_rays`.
 
     Args:
         rays_o, rays_d: `[R, 3]` float32; t_min, t_max: `[R]` float32; occupied: `[X, Y, Z]` bool;
-        aabb: `[2, 3]` float32; step_size > 0; jitter: optional `[R]` float32 in [0, 1).
+        aabb: `[2, 3]` float32; step_size > 0; jitter: optional `[R]` float32 in [0, 1);
+        cone_angle >= 0 (0: fixed steps); max_step >= step_size (longest cone step).
     Returns:
         ray_indices `[S]` int64, t_starts `[S]`, t_ends `[S]`, packed_info `[R, 2]` int64.
     """
@@ -40,9 +81,116 @@ def march_rays(
         check_tensor("jitter", jitter, (num_rays,), torch.float32, device)
     if not step_size > 0:
         raise ValueError(f"step_size must be positive, got {step_size}")
-    module = native()
-    if module is None or (device.type == "cuda" and not status()["cuda"]):
-        return reference.march_rays(rays_o, rays_d, t_min, t_max, occupied, aabb, step_size, jitter)
+    if not cone_angle >= 0:
+        raise ValueError(f"cone_angle must be >= 0, got {cone_angle}")
+    if not max_step >= step_size:
+        raise ValueError(f"max_step ({max_step}) must be >= step_size ({step_size})")
+    module = _kernels(device)
+    if module is None:
+        return reference.march_rays(rays_o, rays_d, t_min, t_max, occupied, aabb, step_size, jitter, cone_angle, max_step)
     if jitter is None:
         jitter = torch.zeros_like(t_min)
-    return tuple(module.march_rays_fwd(rays_o, rays_d, t_min, t_max, occupied, aabb, float(step_size), jitter))
+    max_step = min(float(max_step), torch.finfo(torch.float32).max)
+    return tuple(
+        module.march_rays(rays_o, rays_d, t_min, t_max, occupied, aabb, float(step_size), float(cone_angle), max_step, jitter)
+    )
+
+
+def _check_packed(
+    sigmas: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.Tensor, packed_info: torch.Tensor
+) -> torch.device:
+    """Packed samples `[S]` of one float dtype, and (first, count) rows that stay inside them."""
+    if not isinstance(sigmas, torch.Tensor) or sigmas.dtype not in (torch.float32, torch.float64):
+        got = sigmas.dtype if isinstance(sigmas, torch.Tensor) else type(sigmas).__name__
+        raise TypeError(f"sigmas must be a float32 or float64 torch.Tensor, got {got}")
+    device = check_tensor("sigmas", sigmas, (None,), sigmas.dtype).device
+    num_samples = sigmas.shape[0]
+    check_tensor("t_starts", t_starts, (num_samples,), sigmas.dtype, device)
+    check_tensor("t_ends", t_ends, (num_samples,), sigmas.dtype, device)
+    check_tensor("packed_info", packed_info, (None, 2), torch.int64, device)
+    if packed_info.shape[0] > 0:
+        first, count = packed_info[:, 0], packed_info[:, 1]
+        if bool(((first < 0) | (count < 0) | (first + count > num_samples)).any()):
+            raise ValueError(f"packed_info has (first, count) rows outside the {num_samples} samples")
+    return device
+
+
+def render_transmittance(
+    sigmas: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.Tensor, packed_info: torch.Tensor, ray_indices: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Transmittance before each sample and its alpha, `[S]` each (no gradients); see
+    `reference.render_transmittance`."""
+    device = _check_packed(sigmas, t_starts, t_ends, packed_info)
+    module = _kernels(device)
+    if module is None:
+        return reference.render_transmittance(sigmas, t_starts, t_ends, packed_info, ray_indices)
+    with torch.no_grad():
+        return tuple(module.transmittance(sigmas.detach(), t_starts, t_ends, packed_info))
+
+
+class _Composite(torch.autograd.Function):
+    """Native packed compositing; gradients w.r.t. sigmas and rgbs (weights are an output only)."""
+
+    @staticmethod
+    def forward(ctx, sigmas, rgbs, t_starts, t_ends, packed_info, stop_eps, module):
+        rgb, opacity, depth, weights, transmittance = module.composite_forward(sigmas, rgbs, t_starts, t_ends, packed_info, stop_eps)
+        ctx.save_for_backward(sigmas, rgbs, t_starts, t_ends, packed_info, weights, transmittance)
+        ctx.stop_eps, ctx.module = stop_eps, module
+        ctx.mark_non_differentiable(weights)
+        return rgb, opacity, depth, weights
+
+    @staticmethod
+    def backward(ctx, grad_rgb, grad_opacity, grad_depth, _grad_weights):
+        sigmas, rgbs, t_starts, t_ends, packed_info, weights, transmittance = ctx.saved_tensors
+        grad_sigmas, grad_rgbs = ctx.module.composite_backward(
+            grad_rgb.contiguous(), grad_opacity.contiguous(), grad_depth.contiguous(),
+            sigmas, rgbs, t_starts, t_ends, packed_info, weights, transmittance, ctx.stop_eps,
+        )  # fmt: skip
+        return grad_sigmas, grad_rgbs, None, None, None, None, None
+
+
+def composite(
+    sigmas: torch.Tensor,
+    rgbs: torch.Tensor,
+    t_starts: torch.Tensor,
+    t_ends: torch.Tensor,
+    ray_indices: torch.Tensor,
+    packed_info: torch.Tensor,
+    stop_eps: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Differentiable volume rendering of packed samples; see `reference.composite`.
+
+    Args:
+        sigmas: `[S]` float32/float64; rgbs: `[S, 3]`; t_starts, t_ends: `[S]`; ray_indices: `[S]`
+        int64; packed_info: `[R, 2]` int64; stop_eps: early termination threshold (0: none).
+    Returns:
+        rgb `[R, 3]`, opacity `[R]`, depth `[R]`, weights `[S]` (not differentiable natively).
+    """
+    device = _check_packed(sigmas, t_starts, t_ends, packed_info)
+    check_tensor("rgbs", rgbs, (sigmas.shape[0], 3), sigmas.dtype, device)
+    check_tensor("ray_indices", ray_indices, (sigmas.shape[0],), torch.int64, device)
+    module = _kernels(device)
+    if module is None:
+        return reference.composite(sigmas, rgbs, t_starts, t_ends, ray_indices, packed_info, stop_eps)
+    return _Composite.apply(sigmas, rgbs, t_starts, t_ends, packed_info, float(stop_eps), module)
+
+
+def update_occupancy(density_ema: torch.Tensor, cell_indices: torch.Tensor, new_density: torch.Tensor, decay: float) -> torch.Tensor:
+    """ema[c] = max(ema[c] * decay, new[c]) in place for the evaluated cells; see
+    `reference.update_occupancy`.
+
+    Args:
+        density_ema: `[C]` float32; cell_indices: `[M]` int64, unique, in [0, C); new_density: `[M]` float32.
+    Returns:
+        density_ema (the same tensor).
+    """
+    device = check_tensor("density_ema", density_ema, (None,), torch.float32).device
+    check_tensor("cell_indices", cell_indices, (None,), torch.int64, device)
+    check_tensor("new_density", new_density, (cell_indices.shape[0],), torch.float32, device)
+    if cell_indices.numel() > 0 and bool(((cell_indices < 0) | (cell_indices >= density_ema.shape[0])).any()):
+        raise ValueError(f"cell_indices must lie in [0, {density_ema.shape[0]})")
+    module = _kernels(device)
+    if module is None:
+        return reference.update_occupancy(density_ema, cell_indices, new_density, decay)
+    module.update_occupancy(density_ema, cell_indices, new_density.detach(), float(decay))
+    return density_ema

@@ -57,22 +57,29 @@ def march_rays(
     aabb: torch.Tensor,
     step_size: float,
     jitter: torch.Tensor | None = None,
+    cone_angle: float = 0.0,
+    max_step: float = float("inf"),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Fixed-step samples along each ray, kept only where their midpoint is in an occupied cell.
+    """Samples along each ray, kept only where their midpoint is in an occupied cell.
 
-    Sample k of ray r spans [t_min + (k + j_r) * step, t_min + (k + 1 + j_r) * step] with
-    j_r = jitter[r] in [0, 1) (0 without jitter); samples whose midpoint passes t_max are dropped.
+    Fixed step (cone_angle 0): sample k of ray r spans [t_min + (k + j_r) * step, t_min + (k + 1 + j_r) * step]
+    with j_r = jitter[r] in [0, 1) (0 without jitter). Cone stepping (cone_angle > 0, as
+    instant-ngp): a step starting at t is clamp(t * cone_angle, step_size, max_step) long, and the
+    first starts at t_min + j_r times its length. Samples whose midpoint passes t_max are dropped.
 
     Args:
         rays_o, rays_d: `[R, 3]`, unit directions.
         t_min, t_max: `[R]` segment of each ray inside `aabb` (t_max <= t_min: no samples).
         occupied: `[X, Y, Z]` bool occupancy grid spanning `aabb`.
         aabb: `[2, 3]`.
-        step_size: distance between samples.
+        step_size: distance between samples (the shortest step with cone stepping).
         jitter: optional `[R]` offsets in [0, 1).
+        cone_angle, max_step: cone stepping (0: fixed steps).
     Returns:
         ray_indices `[S]` int64, t_starts `[S]`, t_ends `[S]`, packed_info `[R, 2]` int64.
     """
+    if cone_angle > 0:
+        return _march_cone(rays_o, rays_d, t_min, t_max, occupied, aabb, step_size, jitter, cone_angle, max_step)
     num_rays = rays_o.shape[0]
     span = (t_max - t_min).clamp(min=0.0)
     counts = torch.ceil(span / step_size).long()
@@ -91,6 +98,45 @@ def march_rays(
     t_starts = t_starts[keep]
     kept_counts = torch.bincount(ray_indices, minlength=num_rays)
     return ray_indices, t_starts, t_starts + step_size, packed_info_from_counts(kept_counts)
+
+
+def _march_cone(
+    rays_o: torch.Tensor,
+    rays_d: torch.Tensor,
+    t_min: torch.Tensor,
+    t_max: torch.Tensor,
+    occupied: torch.Tensor,
+    aabb: torch.Tensor,
+    step_size: float,
+    jitter: torch.Tensor | None,
+    cone_angle: float,
+    max_step: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cone stepping for `march_rays`: one step of every unfinished ray per loop iteration."""
+
+    def step_at(t: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(torch.clamp(t * cone_angle, min=step_size), max=max_step)
+
+    t = t_min + (jitter * step_at(t_min) if jitter is not None else torch.zeros_like(t_min))
+    active = torch.arange(rays_o.shape[0], device=rays_o.device)
+    rays, starts, ends = [], [], []
+    while active.numel() > 0:
+        t_start = t[active]
+        dt = step_at(t_start)
+        t_mid = t_start + 0.5 * dt
+        going = t_mid < t_max[active]
+        active, t_start, dt, t_mid = active[going], t_start[going], dt[going], t_mid[going]
+        occupied_here = _occupied_at(rays_o[active] + rays_d[active] * t_mid[:, None], occupied, aabb)
+        rays.append(active[occupied_here])
+        starts.append(t_start[occupied_here])
+        ends.append((t_start + dt)[occupied_here])
+        t[active] = t_start + dt
+    ray_indices = torch.cat(rays) if rays else active
+    order = torch.sort(ray_indices, stable=True).indices
+    t_starts = torch.cat(starts)[order] if starts else t_min[:0]
+    t_ends = torch.cat(ends)[order] if ends else t_min[:0]
+    ray_indices = ray_indices[order]
+    return ray_indices, t_starts, t_ends, packed_info_from_counts(torch.bincount(ray_indices, minlength=rays_o.shape[0]))
 
 
 def _occupied_at(points: torch.Tensor, occupied: torch.Tensor, aabb: torch.Tensor) -> torch.Tensor:
@@ -135,10 +181,12 @@ def composite(
     t_ends: torch.Tensor,
     ray_indices: torch.Tensor,
     packed_info: torch.Tensor,
+    stop_eps: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Volume rendering of packed samples (differentiable through torch autograd).
 
     w_i = T_i alpha_i; C = sum_i w_i c_i; opacity = sum_i w_i; depth = sum_i w_i (t0_i + t1_i) / 2.
+    Early ray termination: samples whose transmittance T_i is below `stop_eps` get weight 0.
 
     Args:
         sigmas: `[S]`; rgbs: `[S, 3]`; t_starts, t_ends: `[S]`; ray_indices: `[S]`;
@@ -148,6 +196,8 @@ def composite(
     """
     transmittance, alphas = render_transmittance(sigmas, t_starts, t_ends, packed_info, ray_indices)
     weights = transmittance * alphas
+    if stop_eps > 0:
+        weights = torch.where(transmittance < stop_eps, torch.zeros_like(weights), weights)
     num_rays = packed_info.shape[0]
     rgb = torch.zeros(num_rays, 3, dtype=rgbs.dtype, device=rgbs.device).index_add_(0, ray_indices, weights[:, None] * rgbs)
     opacity = torch.zeros(num_rays, dtype=weights.dtype, device=weights.device).index_add_(0, ray_indices, weights)

@@ -26,6 +26,8 @@ class RenderSettings:
     early_stop_eps: samples behind a transmittance below this are skipped (they cannot matter).
     weight_threshold: colour is evaluated only for samples whose weight exceeds this.
     ndc: the NDC warp of forward-facing scenes, or None.
+    cone_angle: 0 for fixed steps; > 0 for instant-ngp's cone stepping, where a step at distance t
+        is t * cone_angle long (at least step_size, at most one occupancy cell), for large scenes.
     """
 
     step_size: float
@@ -35,6 +37,7 @@ class RenderSettings:
     early_stop_eps: float = 1e-4
     weight_threshold: float = 1e-4
     ndc: NDC | None = None
+    cone_angle: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,9 +73,7 @@ def render_rays(
     device = rays.origins.device
     t_min, t_max = _ray_segment(grid, rays, settings)
     offsets = torch.rand(len(rays), generator=generator, device=device) if jitter else None
-    ray_indices, t_starts, t_ends, _ = march_rays(
-        rays.origins, rays.directions, t_min, t_max, grid.occupied, grid.aabb, settings.step_size, offsets
-    )
+    ray_indices, t_starts, t_ends, _ = _march(grid, rays, t_min, t_max, settings, offsets)
     rgb, opacity, depth, num_samples = _shade(field, rays, ray_indices, t_starts, t_ends, settings)
     return RenderOutput(_with_background(rgb, opacity, settings), opacity, depth, num_samples)
 
@@ -84,8 +85,11 @@ def render_rays_progressive(
     """Inference rendering that marches in depth segments of `segment_steps` steps and stops
     each ray once its transmittance falls below `settings.early_stop_eps`, so samples behind
     surfaces are never generated or queried. Gives the same image as `render_rays` without
-    jitter (the samples lie on the same grid of steps).
+    jitter (the samples lie on the same grid of steps). Cone stepping marches in one segment
+    (its steps depend on where a segment starts).
     """
+    if settings.cone_angle > 0:
+        segment_steps = 1 << 40
     t_min, t_max = _ray_segment(grid, rays, settings)
     num_rays = len(rays)
     transmittance = torch.ones(num_rays, device=rays.origins.device)
@@ -97,9 +101,7 @@ def render_rays_progressive(
     while active.numel() > 0:
         segment = rays[active]
         end = torch.minimum(start[active] + segment_steps * settings.step_size, t_max[active])
-        ray_indices, t_starts, t_ends, _ = march_rays(
-            segment.origins, segment.directions, start[active], end, grid.occupied, grid.aabb, settings.step_size
-        )
+        ray_indices, t_starts, t_ends, _ = _march(grid, segment, start[active], end, settings)
         prefix = transmittance[active]
         seg_rgb, seg_opacity, seg_depth, count = _shade(field, segment, ray_indices, t_starts, t_ends, settings, prefix)
         rgb[active] += prefix[:, None] * seg_rgb
@@ -118,6 +120,20 @@ def _ray_segment(grid: OccupancyGrid, rays: Rays, settings: RenderSettings) -> t
     far = torch.clamp(rays.far, max=settings.far)
     t_min, t_max, _ = ray_aabb_intersect(rays.origins, rays.directions, grid.aabb, settings.near, far)
     return t_min, t_max
+
+
+def _march(
+    grid: OccupancyGrid, rays: Rays, t_min: torch.Tensor, t_max: torch.Tensor, settings: RenderSettings, jitter: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Packed samples of `rays` between t_min and t_max `[R]` (see `cuda_ext.march_rays`); cone
+    steps never exceed one occupancy cell, so no occupied cell is stepped over."""
+    max_step = float("inf")
+    if settings.cone_angle > 0:
+        cell = (grid.aabb[1] - grid.aabb[0]).cpu() / torch.tensor(grid.resolution)
+        max_step = max(settings.step_size, float(cell.min()))
+    return march_rays(
+        rays.origins, rays.directions, t_min, t_max, grid.occupied, grid.aabb, settings.step_size, jitter, settings.cone_angle, max_step
+    )
 
 
 def _with_background(rgb: torch.Tensor, opacity: torch.Tensor, settings: RenderSettings) -> torch.Tensor:

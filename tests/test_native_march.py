@@ -39,11 +39,11 @@ def make_rays(count: int, seed: int, device: str, inside: int = 0, axis_parallel
     return origins.to(device), directions.to(device)
 
 
-def assert_same_march(rays_o, rays_d, occupied, step, jitter=None, near=0.0) -> int:
+def assert_same_march(rays_o, rays_d, occupied, step, jitter=None, near=0.0, cone_angle=0.0, max_step=float("inf")) -> int:
     aabb = BOX.to(rays_o.device)
     t_min, t_max, _ = ray_aabb_intersect(rays_o, rays_d, aabb, near)
-    expected = reference.march_rays(rays_o, rays_d, t_min, t_max, occupied, aabb, step, jitter)
-    got = march_rays(rays_o, rays_d, t_min, t_max, occupied, aabb, step, jitter)
+    expected = reference.march_rays(rays_o, rays_d, t_min, t_max, occupied, aabb, step, jitter, cone_angle, max_step)
+    got = march_rays(rays_o, rays_d, t_min, t_max, occupied, aabb, step, jitter, cone_angle, max_step)
     for name, want, have in zip(("ray_indices", "t_starts", "t_ends", "packed_info"), expected, got):
         assert have.dtype == want.dtype and have.shape == want.shape, name
         torch.testing.assert_close(have, want, rtol=0, atol=1e-6, msg=name)
@@ -74,6 +74,23 @@ def test_march_edge_cases(device: str) -> None:
     assert [t.shape[0] for t in got] == [0, 0, 0, 0]
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("max_step", [0.05, float("inf")])
+def test_cone_stepping_matches_reference_and_grows_with_distance(device: str, max_step: float) -> None:
+    g = torch.Generator().manual_seed(8)
+    rays_o, rays_d = make_rays(300, seed=9, device=device, inside=30, axis_parallel=30)
+    occupied = (torch.rand(16, 16, 16, generator=g) < 0.6).to(device)
+    jitter = torch.rand(300, generator=g).to(device)
+    assert assert_same_march(rays_o, rays_d, occupied, 0.01, jitter, cone_angle=0.01, max_step=max_step) > 0
+    aabb = BOX.to(device)
+    t_min, t_max, _ = ray_aabb_intersect(rays_o, rays_d, aabb)
+    _, t_starts, t_ends, _ = march_rays(rays_o, rays_d, t_min, t_max, occupied, aabb, 0.01, jitter, 0.01, max_step)
+    steps = t_ends - t_starts
+    expected = torch.clamp(torch.clamp(t_starts * 0.01, min=0.01), max=max_step)
+    torch.testing.assert_close(steps, expected, rtol=1e-5, atol=1e-6)
+    assert steps.max() > 0.02  # rays from about 3 units away take longer steps than the minimum
+
+
 def test_march_thin_occupied_structures_are_not_skipped() -> None:
     """Single occupied cells scattered in empty space (the DDA jump must not step over them)."""
     g = torch.Generator().manual_seed(3)
@@ -93,6 +110,8 @@ def test_march_thin_occupied_structures_are_not_skipped() -> None:
         (lambda a: {**a, "rays_o": a["rays_o"].t().contiguous().t()}, ValueError, "rays_o must be contiguous"),
         (lambda a: {**a, "jitter": a["jitter"].long()}, TypeError, "jitter must be torch.float32"),
         (lambda a: {**a, "step_size": 0.0}, ValueError, "step_size must be positive"),
+        (lambda a: {**a, "cone_angle": -0.1}, ValueError, "cone_angle must be >= 0"),
+        (lambda a: {**a, "max_step": 0.01}, ValueError, r"max_step \(0.01\) must be >= step_size"),
         (lambda a: {**a, "aabb": a["aabb"][0]}, ValueError, "aabb must have shape [2, 3]"),
         (lambda a: {**a, "t_max": [1.0] * 8}, TypeError, "t_max must be a torch.Tensor"),
     ],

@@ -1,31 +1,63 @@
-// Every native op, with shapes. Bound in ext.cpp; CPU kernels in */*_cpu.cpp, CUDA in */*.cu.
+// Every native op, with shapes. Bound in ext.cpp; CPU kernels in */*_cpu.cpp, CUDA in */*.cu with
+// their torch glue in */*_cuda.cpp. Inputs reach these functions checked (ext.cpp) and contiguous.
 #pragma once
 
 #include <torch/extension.h>
 
-#include <tuple>
+#include <vector>
 
 namespace tensorfields {
 
+// Ray/box slab test (see march/march.h).
+//   rays_o, rays_d [R, 3] float32; aabb [2, 3] float32; far [R] float32.
+//   Returns t_min [R], t_max [R], hit [R] bool.
+#define TENSORFIELDS_RAY_AABB_ARGS \
+  const at::Tensor &rays_o, const at::Tensor &rays_d, const at::Tensor &aabb, double near, const at::Tensor &far
+
 // Occupancy-grid marching (see march/march.h).
 //   rays_o, rays_d [R, 3] float32; t_min, t_max, jitter [R] float32; occupied [X, Y, Z] bool;
-//   aabb [2, 3] float32 (on the CPU). Returns ray_indices [S] int64, t_starts [S], t_ends [S],
-//   packed_info [R, 2] int64 (first sample, count).
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> march_rays_fwd(const at::Tensor& rays_o, const at::Tensor& rays_d,
-                                                                         const at::Tensor& t_min, const at::Tensor& t_max,
-                                                                         const at::Tensor& occupied, const at::Tensor& aabb,
-                                                                         double step, const at::Tensor& jitter);
+//   aabb [2, 3] float32. Returns ray_indices [S] int64, t_starts [S], t_ends [S], packed_info [R, 2]
+//   int64 (first sample, count).
+#define TENSORFIELDS_MARCH_ARGS                                                                                 \
+  const at::Tensor &rays_o, const at::Tensor &rays_d, const at::Tensor &t_min, const at::Tensor &t_max,         \
+      const at::Tensor &occupied, const at::Tensor &aabb, double step, double cone_angle, double max_step, \
+      const at::Tensor &jitter
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> march_rays_cpu(const at::Tensor& rays_o, const at::Tensor& rays_d,
-                                                                         const at::Tensor& t_min, const at::Tensor& t_max,
-                                                                         const at::Tensor& occupied, const at::Tensor& aabb,
-                                                                         double step, const at::Tensor& jitter);
+// Packed compositing (see composite/composite.h), float32 or float64.
+//   forward: sigmas, t_starts, t_ends [S]; rgbs [S, 3]; packed_info [R, 2] int64.
+//     Returns rgb [R, 3], opacity [R], depth [R], weights [S], transmittance [S].
+//   backward: grad_rgb [R, 3], grad_opacity, grad_depth [R], the forward's inputs and its weights
+//     and transmittance. Returns grad_sigmas [S], grad_rgbs [S, 3].
+//   transmittance: Returns transmittance [S], alphas [S].
+#define TENSORFIELDS_COMPOSITE_FORWARD_ARGS                                                                      \
+  const at::Tensor &sigmas, const at::Tensor &rgbs, const at::Tensor &t_starts, const at::Tensor &t_ends, \
+      const at::Tensor &packed_info, double stop_eps
+#define TENSORFIELDS_COMPOSITE_BACKWARD_ARGS                                                                        \
+  const at::Tensor &grad_rgb, const at::Tensor &grad_opacity, const at::Tensor &grad_depth, const at::Tensor &sigmas, \
+      const at::Tensor &rgbs, const at::Tensor &t_starts, const at::Tensor &t_ends, const at::Tensor &packed_info,    \
+      const at::Tensor &weights, const at::Tensor &transmittance, double stop_eps
+#define TENSORFIELDS_TRANSMITTANCE_ARGS \
+  const at::Tensor &sigmas, const at::Tensor &t_starts, const at::Tensor &t_ends, const at::Tensor &packed_info
+
+// Occupancy-grid update in place (see occupancy/occupancy.h).
+//   density_ema [C] float32; cell_indices [M] int64, unique, in [0, C); new_density [M] float32.
+#define TENSORFIELDS_UPDATE_OCCUPANCY_ARGS \
+  at::Tensor &density_ema, const at::Tensor &cell_indices, const at::Tensor &new_density, double decay
+
+std::vector<at::Tensor> ray_aabb_intersect_cpu(TENSORFIELDS_RAY_AABB_ARGS);
+std::vector<at::Tensor> march_rays_cpu(TENSORFIELDS_MARCH_ARGS);
+std::vector<at::Tensor> composite_forward_cpu(TENSORFIELDS_COMPOSITE_FORWARD_ARGS);
+std::vector<at::Tensor> composite_backward_cpu(TENSORFIELDS_COMPOSITE_BACKWARD_ARGS);
+std::vector<at::Tensor> transmittance_cpu(TENSORFIELDS_TRANSMITTANCE_ARGS);
+void update_occupancy_cpu(TENSORFIELDS_UPDATE_OCCUPANCY_ARGS);
 
 #ifdef TENSORFIELDS_WITH_CUDA
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> march_rays_cuda(const at::Tensor& rays_o, const at::Tensor& rays_d,
-                                                                          const at::Tensor& t_min, const at::Tensor& t_max,
-                                                                          const at::Tensor& occupied, const at::Tensor& aabb,
-                                                                          double step, const at::Tensor& jitter);
+std::vector<at::Tensor> ray_aabb_intersect_cuda(TENSORFIELDS_RAY_AABB_ARGS);
+std::vector<at::Tensor> march_rays_cuda(TENSORFIELDS_MARCH_ARGS);
+std::vector<at::Tensor> composite_forward_cuda(TENSORFIELDS_COMPOSITE_FORWARD_ARGS);
+std::vector<at::Tensor> composite_backward_cuda(TENSORFIELDS_COMPOSITE_BACKWARD_ARGS);
+std::vector<at::Tensor> transmittance_cuda(TENSORFIELDS_TRANSMITTANCE_ARGS);
+void update_occupancy_cuda(TENSORFIELDS_UPDATE_OCCUPANCY_ARGS);
 #endif
 
 }  // namespace tensorfields

@@ -1,4 +1,4 @@
-// Per-ray occupancy-grid marching, used by march_cpu.cpp and march.cu alike.
+// Per-ray box intersection and occupancy-grid marching, used by march_cpu.cpp and march.cu alike.
 //
 // Sample k of a ray spans [t_min + (k + j) * step, t_min + (k + 1 + j) * step] (j: the ray's
 // jitter in [0, 1)); it is emitted when its midpoint lies before t_max and in an occupied cell.
@@ -18,6 +18,20 @@ struct OccupancyGridView {
   int res[3];
   float lo[3];
   float hi[3];
+};
+
+// The box and near bound of ray_aabb, by value for kernel launches.
+struct RayBox {
+  float lo[3];
+  float hi[3];
+  float near;
+};
+
+// Step rule of march_ray, by value for kernel launches.
+struct MarchParams {
+  float step;
+  float cone_angle;
+  float max_step;
 };
 
 // Flat index of the cell holding point p, or -1 outside the grid.
@@ -44,22 +58,68 @@ HOST_DEVICE float cell_exit(const OccupancyGridView& grid, const int cell[3], co
   return t_exit;
 }
 
-// Marches one ray. Writes the emitted samples' t_starts when `out` is non-null; returns their count.
+// Slab test of one ray against the box [lo, hi], clipped to [near, far] (reference.ray_aabb_intersect).
+HOST_DEVICE bool ray_aabb(const float o[3], const float d[3], const float lo[3], const float hi[3], float near, float far,
+                          float* t_min, float* t_max) {
+  float t_enter = -3.402823e38f;
+  float t_exit = 3.402823e38f;
+  for (int a = 0; a < 3; ++a) {
+    const float inv = 1.0f / (fabsf(d[a]) < 1e-12f ? 1e-12f : d[a]);
+    const float t0 = (lo[a] - o[a]) * inv;
+    const float t1 = (hi[a] - o[a]) * inv;
+    t_enter = fmaxf(t_enter, fminf(t0, t1));
+    t_exit = fminf(t_exit, fmaxf(t0, t1));
+  }
+  *t_min = fmaxf(t_enter, near);
+  *t_max = fminf(t_exit, far);
+  return *t_max > *t_min;
+}
+
+// Step length of cone stepping at distance t: clamp(t * cone_angle, step, max_step).
+HOST_DEVICE float cone_step(float t, float step, float cone_angle, float max_step) {
+  return fminf(fmaxf(t * cone_angle, step), max_step);
+}
+
+// Marches one ray at a fixed step (cone_angle == 0) or with cone stepping (cone_angle > 0: each
+// step is cone_step() of its start, the first one offset by jitter times its length). Writes the
+// emitted samples' [t_start, t_end] when `starts` is non-null; returns their count.
 HOST_DEVICE int64_t march_ray(const OccupancyGridView& grid, const float o[3], const float d[3], float t_min, float t_max,
-                              float step, float jitter, float* out) {
+                              float step, float cone_angle, float max_step, float jitter, float* starts, float* ends) {
+  int64_t count = 0;
+  int cell[3];
+  if (cone_angle > 0.0f) {
+    float t = t_min + jitter * cone_step(t_min, step, cone_angle, max_step);
+    while (true) {
+      const float dt = cone_step(t, step, cone_angle, max_step);
+      const float t_mid = t + 0.5f * dt;
+      if (!(t_mid < t_max)) break;
+      const float p[3] = {o[0] + d[0] * t_mid, o[1] + d[1] * t_mid, o[2] + d[2] * t_mid};
+      const int64_t flat = grid_cell(grid, p, cell);
+      if (flat >= 0 && grid.occupied[flat]) {
+        if (starts != nullptr) {
+          starts[count] = t;
+          ends[count] = t + dt;
+        }
+        ++count;
+      }
+      t = t + dt;
+    }
+    return count;
+  }
   const float span = t_max - t_min > 0.0f ? t_max - t_min : 0.0f;
   const int64_t candidates = static_cast<int64_t>(ceilf(span / step));
-  int64_t count = 0;
   int64_t k = 0;
   while (k < candidates) {
     const float t_start = t_min + (static_cast<float>(k) + jitter) * step;
     const float t_mid = t_start + 0.5f * step;
     if (!(t_mid < t_max)) break;
     const float p[3] = {o[0] + d[0] * t_mid, o[1] + d[1] * t_mid, o[2] + d[2] * t_mid};
-    int cell[3];
     const int64_t flat = grid_cell(grid, p, cell);
     if (flat >= 0 && grid.occupied[flat]) {
-      if (out != nullptr) out[count] = t_start;
+      if (starts != nullptr) {
+        starts[count] = t_start;
+        ends[count] = t_start + step;
+      }
       ++count;
       ++k;
     } else if (flat >= 0) {
