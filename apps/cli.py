@@ -65,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench_train.add_argument("--eval-every", type=float, default=15.0, help="seconds of training between evaluations")
     bench_train.add_argument("--eval-views", type=int, default=10, help="held-out views per intermediate evaluation")
 
+    bench_march = bench_commands.add_parser(
+        "march", help="samples/s of marching + compositing, native vs reference (and nerfacc on a GPU)"
+    )
+    bench_march.add_argument("--rays", type=int, default=8192, help="rays per pass (default: 8192)")
+    bench_march.add_argument("--resolution", type=int, default=128, help="occupancy grid cells per axis (default: 128)")
+    bench_march.add_argument("--repeats", type=int, default=5, help="timed passes per path (default: 5)")
+    bench_march.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    bench_march.add_argument("--json", default=None, help="write the results to this JSON file")
+
     demo = commands.add_parser("demo", help="train, evaluate and render the demo scene", description="The demo.")
     demo.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     demo.add_argument("--budget", type=float, default=60.0, help="seconds of training (default: 60)")
@@ -86,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
             from .commands import render_command
 
             render_command(args)
+        elif args.command == "bench" and args.bench == "march":
+            from .bench_march import bench_march
+
+            bench_march(args)
         elif args.command == "bench":
             from .bench import bench_train
 

@@ -80,11 +80,27 @@ HOST_DEVICE float cone_step(float t, float step, float cone_angle, float max_ste
   return fminf(fmaxf(t * cone_angle, step), max_step);
 }
 
+// Counts samples without storing them (the first pass of a two-pass march).
+struct CountSamples {
+  HOST_DEVICE void operator()(float, float) {}
+};
+
+// Writes samples to consecutive slots from `starts`/`ends`.
+struct WriteSamples {
+  float* starts;
+  float* ends;
+  HOST_DEVICE void operator()(float t_start, float t_end) {
+    *starts++ = t_start;
+    *ends++ = t_end;
+  }
+};
+
 // Marches one ray at a fixed step (cone_angle == 0) or with cone stepping (cone_angle > 0: each
-// step is cone_step() of its start, the first one offset by jitter times its length). Writes the
-// emitted samples' [t_start, t_end] when `starts` is non-null; returns their count.
+// step is cone_step() of its start, the first one offset by jitter times its length), calling
+// emit(t_start, t_end) for every sample whose midpoint is in an occupied cell; returns their count.
+template <typename Emit>
 HOST_DEVICE int64_t march_ray(const OccupancyGridView& grid, const float o[3], const float d[3], float t_min, float t_max,
-                              float step, float cone_angle, float max_step, float jitter, float* starts, float* ends) {
+                              float step, float cone_angle, float max_step, float jitter, Emit& emit) {
   int64_t count = 0;
   int cell[3];
   if (cone_angle > 0.0f) {
@@ -96,10 +112,7 @@ HOST_DEVICE int64_t march_ray(const OccupancyGridView& grid, const float o[3], c
       const float p[3] = {o[0] + d[0] * t_mid, o[1] + d[1] * t_mid, o[2] + d[2] * t_mid};
       const int64_t flat = grid_cell(grid, p, cell);
       if (flat >= 0 && grid.occupied[flat]) {
-        if (starts != nullptr) {
-          starts[count] = t;
-          ends[count] = t + dt;
-        }
+        emit(t, t + dt);
         ++count;
       }
       t = t + dt;
@@ -108,6 +121,7 @@ HOST_DEVICE int64_t march_ray(const OccupancyGridView& grid, const float o[3], c
   }
   const float span = t_max - t_min > 0.0f ? t_max - t_min : 0.0f;
   const int64_t candidates = static_cast<int64_t>(ceilf(span / step));
+  int64_t empty_cell = -1;  // the empty cell being crossed: its samples need no lookup
   int64_t k = 0;
   while (k < candidates) {
     const float t_start = t_min + (static_cast<float>(k) + jitter) * step;
@@ -115,22 +129,19 @@ HOST_DEVICE int64_t march_ray(const OccupancyGridView& grid, const float o[3], c
     if (!(t_mid < t_max)) break;
     const float p[3] = {o[0] + d[0] * t_mid, o[1] + d[1] * t_mid, o[2] + d[2] * t_mid};
     const int64_t flat = grid_cell(grid, p, cell);
-    if (flat >= 0 && grid.occupied[flat]) {
-      if (starts != nullptr) {
-        starts[count] = t_start;
-        ends[count] = t_start + step;
-      }
+    if (flat < 0 || flat == empty_cell) {
+      ++k;
+    } else if (grid.occupied[flat]) {
+      emit(t_start, t_start + step);
       ++count;
       ++k;
-    } else if (flat >= 0) {
-      // last k whose midpoint is before the exit: t_min + (k + j + 0.5) * step < t_exit
-      const float t_exit = cell_exit(grid, cell, o, d);
-      // (one sample early, so rounding in t_exit can never skip a sample of the next cell)
-      const float last = floorf((t_exit - t_min) / step - jitter - 0.5f) - 1.0f;
-      const int64_t jump = static_cast<int64_t>(last);
-      k = jump > k ? jump : k + 1;
     } else {
-      ++k;
+      // DDA: jump to the last sample whose midpoint is (up to rounding) before the cell's exit;
+      // that sample's own cell is looked up, so rounding in t_exit never skips a sample elsewhere
+      empty_cell = flat;
+      const float t_exit = cell_exit(grid, cell, o, d);
+      const int64_t last = static_cast<int64_t>(floorf((t_exit - t_min) / step - jitter - 0.5f));
+      k = last > k ? last : k + 1;
     }
   }
   return count;

@@ -1,6 +1,9 @@
 // Box intersection and occupancy-grid marching on the CPU (at::parallel_for over rays).
-// Marching runs twice: count per ray, prefix sum, fill.
+// Marching gathers each block of rays' samples in one pass, then packs them.
 #include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <vector>
 
 #include "../ops.h"
 #include "march.h"
@@ -40,6 +43,22 @@ std::vector<at::Tensor> ray_aabb_intersect_cpu(const at::Tensor& rays_o, const a
   return {t_min, t_max, hit};
 }
 
+namespace {
+
+// Samples of a block of rays, gathered in one pass (the CPU needs no counting pass).
+struct SampleBuffer {
+  std::vector<float> starts;
+  std::vector<float> ends;
+  void operator()(float t_start, float t_end) {
+    starts.push_back(t_start);
+    ends.push_back(t_end);
+  }
+};
+
+constexpr int64_t kRaysPerBlock = 128;
+
+}  // namespace
+
 std::vector<at::Tensor> march_rays_cpu(const at::Tensor& rays_o, const at::Tensor& rays_d, const at::Tensor& t_min,
                                        const at::Tensor& t_max, const at::Tensor& occupied, const at::Tensor& aabb,
                                        double step, double cone_angle, double max_step, const at::Tensor& jitter) {
@@ -54,29 +73,37 @@ std::vector<at::Tensor> march_rays_cpu(const at::Tensor& rays_o, const at::Tenso
   const float cone_f = static_cast<float>(cone_angle);
   const float max_step_f = static_cast<float>(max_step);
 
+  // one pass into per-block buffers, then a prefix sum and a copy into the packed outputs
+  const int64_t num_blocks = (num_rays + kRaysPerBlock - 1) / kRaysPerBlock;
+  std::vector<SampleBuffer> blocks(num_blocks);
   at::Tensor counts = at::empty({num_rays}, rays_o.options().dtype(at::kLong));
   int64_t* count_ptr = counts.data_ptr<int64_t>();
-  at::parallel_for(0, num_rays, 256, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r)
-      count_ptr[r] = march_ray(grid, o + 3 * r, d + 3 * r, lo[r], hi[r], step_f, cone_f, max_step_f, j[r], nullptr, nullptr);
+  at::parallel_for(0, num_blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      for (int64_t r = b * kRaysPerBlock; r < std::min(num_rays, (b + 1) * kRaysPerBlock); ++r)
+        count_ptr[r] = march_ray(grid, o + 3 * r, d + 3 * r, lo[r], hi[r], step_f, cone_f, max_step_f, j[r], blocks[b]);
+    }
   });
-  at::Tensor starts = counts.cumsum(0) - counts;
-  const int64_t total = num_rays > 0 ? (starts[num_rays - 1] + counts[num_rays - 1]).item<int64_t>() : 0;
+  std::vector<int64_t> block_first(num_blocks + 1, 0);
+  for (int64_t b = 0; b < num_blocks; ++b) block_first[b + 1] = block_first[b] + static_cast<int64_t>(blocks[b].starts.size());
+  const int64_t total = block_first[num_blocks];
+  at::Tensor first = counts.cumsum(0) - counts;
   at::Tensor t_starts = at::empty({total}, rays_o.options());
   at::Tensor t_ends = at::empty({total}, rays_o.options());
   at::Tensor ray_indices = at::empty({total}, rays_o.options().dtype(at::kLong));
   float* start_t = t_starts.data_ptr<float>();
   float* end_t = t_ends.data_ptr<float>();
   int64_t* ray_ptr = ray_indices.data_ptr<int64_t>();
-  const int64_t* first = starts.data_ptr<int64_t>();
-  at::parallel_for(0, num_rays, 256, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t n = march_ray(grid, o + 3 * r, d + 3 * r, lo[r], hi[r], step_f, cone_f, max_step_f, j[r],
-                                  start_t + first[r], end_t + first[r]);
-      for (int64_t i = 0; i < n; ++i) ray_ptr[first[r] + i] = r;
+  at::parallel_for(0, num_blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      std::copy(blocks[b].starts.begin(), blocks[b].starts.end(), start_t + block_first[b]);
+      std::copy(blocks[b].ends.begin(), blocks[b].ends.end(), end_t + block_first[b]);
+      int64_t slot = block_first[b];
+      for (int64_t r = b * kRaysPerBlock; r < std::min(num_rays, (b + 1) * kRaysPerBlock); ++r)
+        for (int64_t i = 0; i < count_ptr[r]; ++i) ray_ptr[slot++] = r;
     }
   });
-  return {ray_indices, t_starts, t_ends, at::stack({starts, counts}, -1)};
+  return {ray_indices, t_starts, t_ends, at::stack({first, counts}, -1)};
 }
 
 }  // namespace tensorfields
