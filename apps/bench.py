@@ -1,4 +1,5 @@
-"""`tensorfields bench train`: train for a wall-clock budget and track held-out PSNR over time."""
+"""`tensorfields bench train`: train for a wall-clock budget and track held-out PSNR over time
+(optionally against the same run on the pure-torch reference path)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 import resource
 from pathlib import Path
 from typing import Any
+
+from cuda_ext import reference_forced, status
 
 from .commands import train_config
 from .evaluate import evaluate_views, evenly_spaced
@@ -31,8 +34,25 @@ def bench_train(args: argparse.Namespace) -> dict[str, Any]:
 
     Every `args.eval_every` seconds of training (evaluation time is not counted) the field is
     scored on `args.eval_views` evenly spaced held-out views; at the end on the whole split.
+    With `args.compare_reference` the same run is repeated on the pure-torch reference path
+    (run folder suffixed `-reference`), and the iteration rates are compared.
     """
     out = args.out or f"runs/bench-{args.field}"
+    result = _budget_run(args, out)
+    if args.compare_reference:
+        print("the same run on the pure-torch reference path:", flush=True)
+        with reference_forced():
+            reference = _budget_run(args, f"{out}-reference")
+        result["reference"] = {k: reference[k] for k in ("final_psnr", "final_ssim", "curve", "iterations", "iterations_per_s")}
+        result["speedup_vs_reference"] = round(result["iterations_per_s"] / reference["iterations_per_s"], 2)
+    print(json.dumps({k: v for k, v in result.items() if k != "curve"}, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _budget_run(args: argparse.Namespace, out: str) -> dict[str, Any]:
+    """One budget run of `bench_train` into `out`; its results (see `bench_train`)."""
     config = train_config(args, out=out, budget=args.budget, checkpoint_every=float("inf"))
     curve: list[list[float]] = []
     next_eval = [args.eval_every]
@@ -48,22 +68,20 @@ def bench_train(args: argparse.Namespace) -> dict[str, Any]:
 
     metrics = train_run(config, on_step=evaluate_on_schedule, final_eval_views=None)
     curve.append([round(metrics["train_seconds"], 2), round(metrics["psnr"], 3)])
-    result = {
+    return {
         "field": args.field,
         "data": args.data,
         "downsample": args.downsample,
         "budget_s": args.budget,
+        "native": status()["native"],
         "final_psnr": metrics["psnr"],
         "final_ssim": metrics["ssim"],
         "num_views": metrics["num_views"],
         "curve": curve,
         "time_to_psnr": {str(t): time_to_psnr(curve, t) for t in (25.0, 28.0, 30.0, 31.0, 32.0)},
         "iterations": metrics["iterations"],
+        "iterations_per_s": round(metrics["iterations"] / metrics["train_seconds"], 2),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "num_parameters": metrics["num_parameters"],
         "run": str(Path(out).resolve()),
     }
-    print(json.dumps({k: v for k, v in result.items() if k != "curve"}, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    return result

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cuda_ext import composite, march_rays, ray_aabb_intersect, status
-from cuda_ext._backend import FORCE_REFERENCE_ENV
+from cuda_ext import composite, march_rays, ray_aabb_intersect, reference_forced, status
 
 __all__ = ["MarchProblem", "make_problem", "bench_march"]
 
@@ -78,20 +75,6 @@ def _sample_values(
     sigmas = (20.0 * (0.6 - points.norm(dim=-1)).clamp(min=0.0)).requires_grad_()
     rgbs = (0.5 + 0.5 * torch.sin(3.0 * points)).requires_grad_()
     return sigmas, rgbs
-
-
-@contextmanager
-def _reference_forced(forced: bool):
-    """Run the block with the pure-torch reference (forced) or the native kernels."""
-    previous = os.environ.get(FORCE_REFERENCE_ENV)
-    os.environ[FORCE_REFERENCE_ENV] = "1" if forced else "0"
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ[FORCE_REFERENCE_ENV]
-        else:
-            os.environ[FORCE_REFERENCE_ENV] = previous
 
 
 def _timed(run: Callable[[], int], device: torch.device) -> tuple[float, int]:
@@ -150,7 +133,7 @@ def bench_march(args: argparse.Namespace) -> dict[str, Any]:
     for name, forced in (("native", False), ("reference", True)):
 
         def run(forced: bool = forced) -> int:
-            with _reference_forced(forced):
+            with reference_forced(forced):
                 return _march_and_composite(problem, generator)
 
         runners[name] = run

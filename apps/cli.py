@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_train.add_argument("--json", default=None, help="write the results to this JSON file")
     bench_train.add_argument("--eval-every", type=float, default=15.0, help="seconds of training between evaluations")
     bench_train.add_argument("--eval-views", type=int, default=10, help="held-out views per intermediate evaluation")
+    bench_train.add_argument(
+        "--compare-reference", action="store_true", help="repeat the run on the pure-torch reference path and compare it/s"
+    )
 
     bench_march = bench_commands.add_parser(
         "march", help="samples/s of marching + compositing, native vs reference (and nerfacc on a GPU)"

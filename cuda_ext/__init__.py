@@ -5,12 +5,13 @@ CUDA on NVIDIA GPUs; built lazily on first use, see `status()`) when it is avail
 pure-torch `cuda_ext.reference` otherwise; both share signatures and packed layouts.
 """
 
-from ._backend import status
+from ._backend import reference_forced, status
 from .ops import composite, march_rays, ray_aabb_intersect, render_transmittance, update_occupancy
 from .reference import packed_info_from_counts
 
 __all__ = [
     "status",
+    "reference_forced",
     "ray_aabb_intersect",
     "march_rays",
     "packed_info_from_counts",

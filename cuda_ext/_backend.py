@@ -11,13 +11,15 @@ import hashlib
 import logging
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import torch
 
-__all__ = ["native", "status", "FORCE_REFERENCE_ENV"]
+__all__ = ["native", "status", "reference_forced", "FORCE_REFERENCE_ENV"]
 
 FORCE_REFERENCE_ENV = "TENSORFIELDS_REFERENCE"
 _CSRC = Path(__file__).resolve().parent / "csrc"
@@ -81,3 +83,18 @@ def status() -> dict[str, Any]:
     forced = os.environ.get(FORCE_REFERENCE_ENV, "") not in ("", "0")
     module = None if forced else native()
     return {"native": module is not None, "cuda": bool(_state["cuda"]), "forced_reference": forced, "error": _state["error"]}
+
+
+@contextmanager
+def reference_forced(forced: bool = True) -> Iterator[None]:
+    """Run a block on the pure-torch reference (forced) or on the native kernels where built,
+    whatever TENSORFIELDS_REFERENCE says outside it (side-by-side benchmarks)."""
+    previous = os.environ.get(FORCE_REFERENCE_ENV)
+    os.environ[FORCE_REFERENCE_ENV] = "1" if forced else "0"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[FORCE_REFERENCE_ENV]
+        else:
+            os.environ[FORCE_REFERENCE_ENV] = previous

@@ -12,7 +12,7 @@ import pytest
 
 from apps.cli import main
 
-SUBCOMMANDS = [["train"], ["eval"], ["render"], ["demo"], ["bench"], ["bench", "train"]]
+SUBCOMMANDS = [["train"], ["eval"], ["render"], ["demo"], ["bench"], ["bench", "train"], ["bench", "march"]]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS, ids=" ".join)
@@ -74,3 +74,24 @@ def test_bad_input_gives_one_line_error(
     assert main([substitutions.get(arg, arg) for arg in argv]) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1, err
+
+
+def test_bench_march_compares_native_and_reference(tmp_path: Path) -> None:
+    out = tmp_path / "march.json"
+    assert main(["bench", "march", "--rays", "512", "--resolution", "32", "--repeats", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["samples_per_pass"] > 512  # rays cross the occupied ball: several samples each
+    assert result["native_samples_per_s"] > 0 and result["reference_samples_per_s"] > 0
+    assert result["speedup"] == pytest.approx(result["native_samples_per_s"] / result["reference_samples_per_s"], rel=0.01)
+    assert result["device"].startswith("cpu")
+
+
+def test_bench_train_against_the_reference_path(sphere_scene: Path, tmp_path: Path) -> None:
+    out = tmp_path / "train.json"
+    argv = ["bench", "train", "--data", str(sphere_scene), "--budget", "3", "--eval-every", "1.5", "--eval-views", "2"]
+    assert main([*argv, "--out", str(tmp_path / "run"), "--compare-reference", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["native"] and result["iterations"] > 0 and result["reference"]["iterations"] > 0
+    assert result["speedup_vs_reference"] == pytest.approx(result["iterations_per_s"] / result["reference"]["iterations_per_s"], rel=0.01)
+    assert len(result["curve"]) >= 2 and len(result["reference"]["curve"]) >= 2
+    assert (tmp_path / "run-reference" / "checkpoint.safetensors").is_file()
