@@ -55,7 +55,10 @@ class OccupancyGrid(nn.Module):
         chunk: int = 1 << 18,
         generator: torch.Generator | None = None,
     ) -> None:
-        """Re-evaluate density in (a random `fraction` of) the cells at jittered points.
+        """Re-evaluate density in (a `fraction` of) the cells at jittered points.
+
+        A partial update takes every (1 / fraction)-th cell from a random offset (a random
+        permutation of millions of cells would cost more than the update it selects for).
 
         A cell is occupied when a render step of `step_size` there would have opacity above
         `alpha_threshold`, i.e. density_ema > -log(1 - alpha_threshold) / step_size, or, while
@@ -67,7 +70,9 @@ class OccupancyGrid(nn.Module):
         if fraction >= 1.0:
             cells = torch.arange(num_cells, device=device)
         else:
-            cells = torch.randperm(num_cells, generator=generator, device=device)[: max(1, int(num_cells * fraction))]
+            stride = max(1, round(1.0 / fraction))
+            offset = int(torch.randint(stride, (1,), generator=generator, device=device if generator is None else generator.device))
+            cells = torch.arange(offset, num_cells, stride, device=device)
         densities = torch.cat(
             [density_fn(self.cell_centers(part, jitter=True, generator=generator)) for part in cells.split(chunk)]
         )
