@@ -1,4 +1,4 @@
-"""Ray marching and compositing ops.
+"""Ray marching, compositing and factor-sampling ops.
 
 Public functions validate their arguments and dispatch to the native extension (C++ on the CPU,
 CUDA on NVIDIA GPUs; built lazily on first use, see `status()`) when it is available, and to the
@@ -6,7 +6,7 @@ pure-torch `cuda_ext.reference` otherwise; both share signatures and packed layo
 """
 
 from ._backend import status
-from .ops import march_rays
+from .ops import cp_sample, march_rays, vm_sample
 from .reference import (
     composite,
     packed_info_from_counts,
@@ -23,4 +23,6 @@ __all__ = [
     "render_transmittance",
     "composite",
     "update_occupancy",
+    "vm_sample",
+    "cp_sample",
 ]
