@@ -81,7 +81,7 @@ def main() -> None:
             for num_points in (10_000, 50_000):
                 bench = bench_vm if op == "vm" else bench_cp
                 ref, nat = bench(rank, resolution, num_points, reduce, args.repeats)
-                print(f"{op:<4} {rank:>4} {resolution:>4} {num_points:>6} {str(reduce):>6} {ref * 1e3:>9.1f} ms {nat * 1e3:>6.1f} ms {ref / nat:>7.1f}x")
+                print(f"{op:<4} {rank:>4} {resolution:>4} {num_points:>6} {reduce!s:>6} {ref * 1e3:>9.1f} ms {nat * 1e3:>6.1f} ms {ref / nat:>7.1f}x")
 
 
 if __name__ == "__main__":

@@ -120,6 +120,14 @@ HOST_DEVICE int64_t vm_line_offset(const VMFactorsView<scalar_t>& f, int pair, i
   return (component - f.first[pair]) * f.length[pair];
 }
 
+// Component `r`'s product (in pair `pair`) at a sample with corners `c`.
+template <typename scalar_t>
+HOST_DEVICE scalar_t vm_value(const VMFactorsView<scalar_t>& f, int pair, int64_t r, const VMCorners<scalar_t>& c) {
+  const int32_t dx = axis_step(f.width[pair]), dy = axis_step(f.height[pair]) * f.width[pair];
+  return plane_value(f.planes[pair] + vm_plane_offset(f, pair, r), c.plane, dx, dy) *
+         line_value(f.lines[pair] + vm_line_offset(f, pair, r), c.line, axis_step(f.length[pair]));
+}
+
 // --- TensoRF-CP ------------------------------------------------------------------------------------
 // Component r multiplies lines[0][r] at x[0], lines[1][r] at x[1] and lines[2][r] at x[2]; lines [R, L_a].
 
