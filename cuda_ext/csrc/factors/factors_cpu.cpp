@@ -1,7 +1,8 @@
 // Factor sampling on the CPU. Corner indices and weights are computed once per sample (and VM
 // pair); then at::parallel_for runs over components: one component's plane slice stays in cache
 // while every sample reads it, and gradients of different components never collide, so the
-// backward needs neither atomics nor per-thread buffers. Reductions over components sum one
+// backward needs neither atomics nor per-thread buffers (each task also zeroes its own gradient
+// slices, in cache just before it scatters into them). Reductions over components sum one
 // partial row per thread, in a fixed order.
 #include <ATen/Parallel.h>
 
@@ -17,15 +18,32 @@ namespace tensorfields {
 
 namespace {
 
-// Corners of every sample in every pair: [3 * N], pair-major.
+// One sample's corners in one pair, and which sample it is.
 template <typename scalar_t>
-std::vector<VMCorners<scalar_t>> vm_all_corners(const VMFactorsView<scalar_t>& f, const scalar_t* xn, int64_t n) {
-  std::vector<VMCorners<scalar_t>> corners(3 * n);
-  at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) {
-    for (int pair = 0; pair < 3; ++pair)
-      for (int64_t s = begin; s < end; ++s) corners[pair * n + s] = vm_corners(f, pair, xn + 3 * s);
-  });
-  return corners;
+struct VMSampleCorners {
+  VMCorners<scalar_t> corners;
+  int64_t sample;
+};
+
+// Corners of every sample in every pair, [3 * N] pair-major; within a pair sorted by plane offset
+// (a counting sort on the plane row), so that every component pass walks its plane slice in
+// order instead of at random: the hardware prefetcher then hides the memory latency.
+template <typename scalar_t>
+std::vector<VMSampleCorners<scalar_t>> vm_all_corners(const VMFactorsView<scalar_t>& f, const scalar_t* xn, int64_t n) {
+  std::vector<VMSampleCorners<scalar_t>> sorted(3 * n);
+  std::vector<VMCorners<scalar_t>> corners(n);
+  for (int pair = 0; pair < 3; ++pair) {
+    at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) {
+      for (int64_t s = begin; s < end; ++s) corners[s] = vm_corners(f, pair, xn + 3 * s);
+    });
+    const int32_t width = f.width[pair];
+    std::vector<int64_t> next(f.height[pair] + 1, 0);  // per row: first slot in `sorted`
+    for (int64_t s = 0; s < n; ++s) ++next[corners[s].plane.offset / width + 1];
+    for (int32_t row = 0; row < f.height[pair]; ++row) next[row + 1] += next[row];
+    VMSampleCorners<scalar_t>* out = sorted.data() + pair * n;
+    for (int64_t s = 0; s < n; ++s) out[next[corners[s].plane.offset / width]++] = {corners[s], s};
+  }
+  return sorted;
 }
 
 template <typename scalar_t>
@@ -38,33 +56,40 @@ std::vector<CPCorners<scalar_t>> cp_all_corners(const CPFactorsView<scalar_t>& f
 }
 
 // Component `r`'s products at all n samples, written to `row [n]` (or added to it when `accumulate`).
-template <typename scalar_t>
-void vm_component_fwd(const VMFactorsView<scalar_t>& f, const VMCorners<scalar_t>* corners, int64_t n, int64_t r, scalar_t* row,
-                      bool accumulate) {
+template <bool accumulate, typename scalar_t>
+void vm_component_fwd(const VMFactorsView<scalar_t>& f, const VMSampleCorners<scalar_t>* corners, int64_t n, int64_t r,
+                      scalar_t* row) {
   const int pair = vm_pair_of(f, r);
   const scalar_t* plane = f.planes[pair] + vm_plane_offset(f, pair, r);
   const scalar_t* line = f.lines[pair] + vm_line_offset(f, pair, r);
-  const VMCorners<scalar_t>* c = corners + pair * n;
+  const VMSampleCorners<scalar_t>* c = corners + pair * n;
   const int32_t dx = axis_step(f.width[pair]), dy = axis_step(f.height[pair]) * f.width[pair];
   const int32_t dl = axis_step(f.length[pair]);
   for (int64_t s = 0; s < n; ++s) {
-    const scalar_t value = plane_value(plane, c[s].plane, dx, dy) * line_value(line, c[s].line, dl);
-    row[s] = accumulate ? row[s] + value : value;
+    const VMCorners<scalar_t>& cs = c[s].corners;
+    const scalar_t value = plane_value(plane, cs.plane, dx, dy) * line_value(line, cs.line, dl);
+    if constexpr (accumulate)
+      row[c[s].sample] += value;
+    else
+      row[c[s].sample] = value;
   }
 }
 
-template <typename scalar_t>
-void cp_component_fwd(const CPFactorsView<scalar_t>& f, const CPCorners<scalar_t>* corners, int64_t n, int64_t r, scalar_t* row,
-                      bool accumulate) {
+template <bool accumulate, typename scalar_t>
+void cp_component_fwd(const CPFactorsView<scalar_t>& f, const CPCorners<scalar_t>* corners, int64_t n, int64_t r, scalar_t* row) {
   for (int64_t s = 0; s < n; ++s) {
     scalar_t v[3];
     cp_values(f, r, corners[s], v);
     const scalar_t value = v[0] * v[1] * v[2];
-    row[s] = accumulate ? row[s] + value : value;
+    if constexpr (accumulate)
+      row[s] += value;
+    else
+      row[s] = value;
   }
 }
 
-// out [components, n] = component_fwd(r) per row, or out [n] = their sum when `reduce`.
+// out [components, n] = component_fwd(r, row, false) per row, or out [n] = their sum when `reduce`
+// (component_fwd(r, row, accumulate) writes or, when accumulating, adds component r's products to row [n]).
 template <typename scalar_t, typename ComponentFwd>
 at::Tensor components_fwd(int64_t components, int64_t n, bool reduce, const at::TensorOptions& options, ComponentFwd component_fwd) {
   if (!reduce) {
@@ -75,14 +100,17 @@ at::Tensor components_fwd(int64_t components, int64_t n, bool reduce, const at::
     });
     return out;
   }
-  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), components));
-  at::Tensor partial = at::zeros({parts, n}, options);
+  if (components == 0) return at::zeros({n}, options);
+  // part p sums components [p * components / parts, (p + 1) * components / parts): at least one each
+  const int64_t parts = std::min<int64_t>(at::get_num_threads(), components);
+  at::Tensor partial = at::empty({parts, n}, options);
   scalar_t* ptr = partial.data_ptr<scalar_t>();
   at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p)
-      for (int64_t r = p * components / parts; r < (p + 1) * components / parts; ++r) component_fwd(r, ptr + p * n, true);
+      for (int64_t r = p * components / parts; r < (p + 1) * components / parts; ++r)
+        component_fwd(r, ptr + p * n, r > p * components / parts);
   });
-  return partial.sum(0);
+  return parts == 1 ? partial[0] : partial.sum(0);
 }
 
 template <typename scalar_t>
@@ -100,30 +128,34 @@ void plane_scatter(scalar_t* grad, const PlaneCorners<scalar_t>& c, int32_t dx, 
   p[dy + dx] += c.w[3] * g;
 }
 
-// Gradients of component `r`'s plane and line slices from the gradients `g [n]` of its products.
+// Gradients of component `r`'s plane and line slices (overwritten) from the gradients `g [n]` of its products.
 template <typename scalar_t>
-void vm_component_bwd(const VMFactorsView<scalar_t>& f, const FactorGrads<scalar_t>& grads, const VMCorners<scalar_t>* corners,
-                      int64_t n, int64_t r, const scalar_t* g) {
+void vm_component_bwd(const VMFactorsView<scalar_t>& f, const FactorGrads<scalar_t>& grads,
+                      const VMSampleCorners<scalar_t>* corners, int64_t n, int64_t r, const scalar_t* g) {
   const int pair = vm_pair_of(f, r);
   const scalar_t* plane = f.planes[pair] + vm_plane_offset(f, pair, r);
   const scalar_t* line = f.lines[pair] + vm_line_offset(f, pair, r);
   scalar_t* grad_plane = grads.planes[pair] + vm_plane_offset(f, pair, r);
   scalar_t* grad_line = grads.lines[pair] + vm_line_offset(f, pair, r);
-  const VMCorners<scalar_t>* c = corners + pair * n;
+  std::fill_n(grad_plane, int64_t{f.height[pair]} * f.width[pair], scalar_t(0));
+  std::fill_n(grad_line, f.length[pair], scalar_t(0));
+  const VMSampleCorners<scalar_t>* c = corners + pair * n;
   const int32_t dx = axis_step(f.width[pair]), dy = axis_step(f.height[pair]) * f.width[pair];
   const int32_t dl = axis_step(f.length[pair]);
   for (int64_t s = 0; s < n; ++s) {
-    const scalar_t grad_out = g[s];
-    const scalar_t plane_v = plane_value(plane, c[s].plane, dx, dy);
-    const scalar_t line_v = line_value(line, c[s].line, dl);
-    plane_scatter(grad_plane, c[s].plane, dx, dy, grad_out * line_v);
-    line_scatter(grad_line, c[s].line, dl, grad_out * plane_v);
+    const VMCorners<scalar_t>& cs = c[s].corners;
+    const scalar_t grad_out = g[c[s].sample];
+    const scalar_t plane_v = plane_value(plane, cs.plane, dx, dy);
+    const scalar_t line_v = line_value(line, cs.line, dl);
+    plane_scatter(grad_plane, cs.plane, dx, dy, grad_out * line_v);
+    line_scatter(grad_line, cs.line, dl, grad_out * plane_v);
   }
 }
 
 template <typename scalar_t>
 void cp_component_bwd(const CPFactorsView<scalar_t>& f, const FactorGrads<scalar_t>& grads, const CPCorners<scalar_t>* corners,
                       int64_t n, int64_t r, const scalar_t* g) {
+  for (int a = 0; a < 3; ++a) std::fill_n(grads.lines[a] + r * f.length[a], f.length[a], scalar_t(0));
   for (int64_t s = 0; s < n; ++s) {
     scalar_t v[3];
     cp_values(f, r, corners[s], v);
@@ -150,9 +182,9 @@ at::Tensor vm_sample_fwd_cpu(const std::vector<at::Tensor>& planes, const std::v
   const int64_t n = xn.size(0);
   return AT_DISPATCH_FLOATING_TYPES(xn.scalar_type(), "vm_sample_fwd_cpu", [&] {
     const VMFactorsView<scalar_t> f = vm_view<scalar_t>(planes, lines);
-    const std::vector<VMCorners<scalar_t>> corners = vm_all_corners(f, xn.data_ptr<scalar_t>(), n);
+    const std::vector<VMSampleCorners<scalar_t>> corners = vm_all_corners(f, xn.data_ptr<scalar_t>(), n);
     return components_fwd<scalar_t>(f.first[3], n, reduce, xn.options(), [&](int64_t r, scalar_t* row, bool accumulate) {
-      vm_component_fwd(f, corners.data(), n, r, row, accumulate);
+      (accumulate ? vm_component_fwd<true, scalar_t> : vm_component_fwd<false, scalar_t>)(f, corners.data(), n, r, row);
     });
   });
 }
@@ -160,11 +192,11 @@ at::Tensor vm_sample_fwd_cpu(const std::vector<at::Tensor>& planes, const std::v
 std::vector<at::Tensor> vm_sample_bwd_cpu(const std::vector<at::Tensor>& planes, const std::vector<at::Tensor>& lines,
                                           const at::Tensor& xn, const at::Tensor& grad_out, bool reduce) {
   const int64_t n = xn.size(0);
-  std::vector<at::Tensor> grad_planes = zeros_like_each(planes), grad_lines = zeros_like_each(lines);
+  std::vector<at::Tensor> grad_planes = empty_like_each(planes), grad_lines = empty_like_each(lines);
   AT_DISPATCH_FLOATING_TYPES(xn.scalar_type(), "vm_sample_bwd_cpu", [&] {
     const VMFactorsView<scalar_t> f = vm_view<scalar_t>(planes, lines);
     const FactorGrads<scalar_t> grads = grads_view<scalar_t>(grad_planes, grad_lines);
-    const std::vector<VMCorners<scalar_t>> corners = vm_all_corners(f, xn.data_ptr<scalar_t>(), n);
+    const std::vector<VMSampleCorners<scalar_t>> corners = vm_all_corners(f, xn.data_ptr<scalar_t>(), n);
     components_bwd<scalar_t>(f.first[3], n, reduce, grad_out, [&](int64_t r, const scalar_t* g) {
       vm_component_bwd(f, grads, corners.data(), n, r, g);
     });
@@ -179,7 +211,7 @@ at::Tensor cp_sample_fwd_cpu(const std::vector<at::Tensor>& lines, const at::Ten
     const CPFactorsView<scalar_t> f = cp_view<scalar_t>(lines);
     const std::vector<CPCorners<scalar_t>> corners = cp_all_corners(f, xn.data_ptr<scalar_t>(), n);
     return components_fwd<scalar_t>(f.components, n, reduce, xn.options(), [&](int64_t r, scalar_t* row, bool accumulate) {
-      cp_component_fwd(f, corners.data(), n, r, row, accumulate);
+      (accumulate ? cp_component_fwd<true, scalar_t> : cp_component_fwd<false, scalar_t>)(f, corners.data(), n, r, row);
     });
   });
 }
@@ -187,7 +219,7 @@ at::Tensor cp_sample_fwd_cpu(const std::vector<at::Tensor>& lines, const at::Ten
 std::vector<at::Tensor> cp_sample_bwd_cpu(const std::vector<at::Tensor>& lines, const at::Tensor& xn, const at::Tensor& grad_out,
                                           bool reduce) {
   const int64_t n = xn.size(0);
-  std::vector<at::Tensor> grad_lines = zeros_like_each(lines);
+  std::vector<at::Tensor> grad_lines = empty_like_each(lines);
   AT_DISPATCH_FLOATING_TYPES(xn.scalar_type(), "cp_sample_bwd_cpu", [&] {
     const CPFactorsView<scalar_t> f = cp_view<scalar_t>(lines);
     const FactorGrads<scalar_t> grads = grads_view<scalar_t>({}, grad_lines);

@@ -45,6 +45,12 @@ FactorGrads<scalar_t> grads_view(const std::vector<at::Tensor>& planes, const st
   return g;
 }
 
+inline std::vector<at::Tensor> empty_like_each(const std::vector<at::Tensor>& tensors) {
+  std::vector<at::Tensor> out;
+  for (const at::Tensor& t : tensors) out.push_back(at::empty_like(t));
+  return out;
+}
+
 inline std::vector<at::Tensor> zeros_like_each(const std::vector<at::Tensor>& tensors) {
   std::vector<at::Tensor> out;
   for (const at::Tensor& t : tensors) out.push_back(at::zeros_like(t));
