@@ -1,4 +1,4 @@
-"""Ray marching and compositing ops.
+"""Ray marching, compositing and factor-sampling ops.
 
 Public functions validate their arguments and dispatch to the native extension (C++ on the CPU,
 CUDA on NVIDIA GPUs; built lazily on first use, see `status()`) when it is available, and to the
@@ -6,6 +6,7 @@ pure-torch `cuda_ext.reference` otherwise; both share signatures and packed layo
 """
 
 from ._backend import reference_forced, status
+from .factor_ops import cp_sample, vm_sample
 from .ops import composite, march_rays, ray_aabb_intersect, render_transmittance, update_occupancy
 from .reference import packed_info_from_counts
 
@@ -18,4 +19,6 @@ __all__ = [
     "render_transmittance",
     "composite",
     "update_occupancy",
+    "vm_sample",
+    "cp_sample",
 ]

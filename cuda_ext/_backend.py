@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["native", "status", "reference_forced", "FORCE_REFERENCE_ENV"]
+__all__ = ["native", "kernels_for", "status", "reference_forced", "FORCE_REFERENCE_ENV"]
 
 FORCE_REFERENCE_ENV = "TENSORFIELDS_REFERENCE"
 _CSRC = Path(__file__).resolve().parent / "csrc"
@@ -54,11 +54,14 @@ def native() -> ModuleType | None:
         from torch.utils.cpp_extension import load
 
         _put_ninja_on_path()
-        flags = ["-O3", "-ffp-contract=off"] + (["-DTENSORFIELDS_WITH_CUDA"] if with_cuda else [])
+        # -fopenmp: at::parallel_for is OpenMP code compiled into its caller (serial without it);
+        # the extension then shares torch's libgomp, so torch.set_num_threads applies to it too
+        flags = ["-O3", "-ffp-contract=off", "-fopenmp"] + (["-DTENSORFIELDS_WITH_CUDA"] if with_cuda else [])
         _state["module"] = load(
             name="tensorfields_native",
             sources=_sources(with_cuda),
             extra_cflags=flags,
+            extra_ldflags=["-fopenmp"],
             extra_cuda_cflags=["-O3", "--fmad=false", "-DTENSORFIELDS_WITH_CUDA"],
             build_directory=str(_build_directory(with_cuda)),
             verbose=False,
@@ -68,6 +71,14 @@ def native() -> ModuleType | None:
         _state["error"] = f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else error}"
         _log.warning("tensorfields native extension unavailable, using the pure-torch reference (%s)", _state["error"])
     return _state["module"]
+
+
+def kernels_for(device: torch.device) -> ModuleType | None:
+    """The native module when it is built and has kernels for `device`, else None (reference)."""
+    module = native()
+    if module is None or (device.type == "cuda" and not status()["cuda"]):
+        return None
+    return module
 
 
 def _put_ninja_on_path() -> None:

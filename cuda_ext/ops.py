@@ -7,23 +7,13 @@ only ever sees what it can read safely, and a mistake is reported naming the arg
 from __future__ import annotations
 
 import math
-from types import ModuleType
-
 import torch
 
 from . import reference
-from ._backend import native, status
+from ._backend import kernels_for
 from ._checks import check_tensor
 
 __all__ = ["ray_aabb_intersect", "march_rays", "render_transmittance", "composite", "update_occupancy"]
-
-
-def _kernels(device: torch.device) -> ModuleType | None:
-    """The native module when it is built and has kernels for `device`, else None (reference)."""
-    module = native()
-    if module is None or (device.type == "cuda" and not status()["cuda"]):
-        return None
-    return module
 
 
 def ray_aabb_intersect(
@@ -42,7 +32,7 @@ def ray_aabb_intersect(
     check_tensor("aabb", aabb, (2, 3), torch.float32)
     if isinstance(far, torch.Tensor):
         check_tensor("far", far, (num_rays,), torch.float32, device)
-    module = _kernels(device)
+    module = kernels_for(device)
     if module is None:
         return reference.ray_aabb_intersect(rays_o, rays_d, aabb, near, far)
     far_per_ray = far if isinstance(far, torch.Tensor) else torch.full((num_rays,), float(far), device=device)
@@ -85,7 +75,7 @@ def march_rays(
         raise ValueError(f"cone_angle must be >= 0, got {cone_angle}")
     if not max_step >= step_size:
         raise ValueError(f"max_step ({max_step}) must be >= step_size ({step_size})")
-    module = _kernels(device)
+    module = kernels_for(device)
     if module is None:
         return reference.march_rays(rays_o, rays_d, t_min, t_max, occupied, aabb, step_size, jitter, cone_angle, max_step)
     if jitter is None:
@@ -121,7 +111,7 @@ def render_transmittance(
     """Transmittance before each sample and its alpha, `[S]` each (no gradients); see
     `reference.render_transmittance`."""
     device = _check_packed(sigmas, t_starts, t_ends, packed_info)
-    module = _kernels(device)
+    module = kernels_for(device)
     if module is None:
         return reference.render_transmittance(sigmas, t_starts, t_ends, packed_info, ray_indices)
     with torch.no_grad():
@@ -169,7 +159,7 @@ def composite(
     device = _check_packed(sigmas, t_starts, t_ends, packed_info)
     check_tensor("rgbs", rgbs, (sigmas.shape[0], 3), sigmas.dtype, device)
     check_tensor("ray_indices", ray_indices, (sigmas.shape[0],), torch.int64, device)
-    module = _kernels(device)
+    module = kernels_for(device)
     if module is None:
         return reference.composite(sigmas, rgbs, t_starts, t_ends, ray_indices, packed_info, stop_eps)
     return _Composite.apply(sigmas, rgbs, t_starts, t_ends, packed_info, float(stop_eps), module)
@@ -189,7 +179,7 @@ def update_occupancy(density_ema: torch.Tensor, cell_indices: torch.Tensor, new_
     check_tensor("new_density", new_density, (cell_indices.shape[0],), torch.float32, device)
     if cell_indices.numel() > 0 and bool(((cell_indices < 0) | (cell_indices >= density_ema.shape[0])).any()):
         raise ValueError(f"cell_indices must lie in [0, {density_ema.shape[0]})")
-    module = _kernels(device)
+    module = kernels_for(device)
     if module is None:
         return reference.update_occupancy(density_ema, cell_indices, new_density, decay)
     module.update_occupancy(density_ema, cell_indices, new_density.detach(), float(decay))

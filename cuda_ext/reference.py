@@ -1,4 +1,4 @@
-"""Pure-torch reference implementations of the ray-marching and compositing ops.
+"""Pure-torch reference implementations of the ray-marching, compositing and factor-sampling ops.
 
 These are the ground truth for the native kernels and the fallback when they are unavailable.
 Everything is vectorized over rays and samples (no Python loops), and works on any device.
@@ -10,6 +10,7 @@ Packed layout (as nerfacc): samples of all rays are concatenated, sorted by ray;
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 __all__ = [
     "ray_aabb_intersect",
@@ -18,7 +19,16 @@ __all__ = [
     "render_transmittance",
     "composite",
     "update_occupancy",
+    "sample_plane",
+    "sample_line",
+    "VM_PLANE_AXES",
+    "VM_LINE_AXES",
+    "vm_sample",
+    "cp_sample",
 ]
+
+VM_PLANE_AXES = ((0, 1), (0, 2), (1, 2))  # (W axis, H axis) of each VM plane
+VM_LINE_AXES = (2, 1, 0)  # the axis of the line paired with each VM plane
 
 
 def ray_aabb_intersect(
@@ -218,3 +228,72 @@ def update_occupancy(density_ema: torch.Tensor, cell_indices: torch.Tensor, new_
     """
     density_ema[cell_indices] = torch.maximum(density_ema[cell_indices] * decay, new_density)
     return density_ema
+
+
+def sample_plane(plane: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Bilinear lookup of a plane factor (`grid_sample`, align_corners=True, zeros outside).
+
+    Args:
+        plane: `[1, R, H, W]`; W runs along the first coordinate, H along the second.
+        coords: normalized coordinates `[N, 2]` in [-1, 1].
+    Returns:
+        `[R, N]` (components first: products and sums over factors stay contiguous).
+    """
+    out = F.grid_sample(plane, coords.view(1, -1, 1, 2), mode="bilinear", align_corners=True)
+    return out.view(plane.shape[1], -1)
+
+
+def sample_line(line: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Linear lookup of a line factor (a width-1 `grid_sample`, the fastest form in torch).
+
+    Args:
+        line: `[1, R, L, 1]`.
+        coords: normalized coordinates `[N]` in [-1, 1].
+    Returns:
+        `[R, N]`.
+    """
+    grid = torch.stack([torch.zeros_like(coords), coords], dim=-1).view(1, -1, 1, 2)
+    out = F.grid_sample(line, grid, mode="bilinear", align_corners=True)
+    return out.view(line.shape[1], -1)
+
+
+def vm_sample(planes: list[torch.Tensor], lines: list[torch.Tensor], xn: torch.Tensor, reduce: bool) -> torch.Tensor:
+    """TensoRF-VM factor products at normalized points.
+
+    Pair i multiplies plane i, looked up at (xn[:, a_i], xn[:, b_i]) with (a_i, b_i) =
+    `VM_PLANE_AXES[i]` (a along W, b along H), by line i at xn[:, c_i], c_i = `VM_LINE_AXES[i]`.
+    Lookups interpolate with grid values at the ends (align_corners=True) and read zeros outside.
+
+    Args:
+        planes: three planes `[R_i, H_i, W_i]`.
+        lines: three lines `[R_i, L_i]`.
+        xn: normalized points `[N, 3]` in [-1, 1].
+        reduce: sum over all components instead of returning them.
+    Returns:
+        `[R_0 + R_1 + R_2, N]` products (pair 0's components first), or their sum `[N]` if `reduce`.
+    """
+    products = [
+        sample_plane(plane[None], xn[:, [a, b]]) * sample_line(line[None, :, :, None], xn[:, c])
+        for plane, line, (a, b), c in zip(planes, lines, VM_PLANE_AXES, VM_LINE_AXES)
+    ]
+    if reduce:
+        return sum((p.sum(0) for p in products), xn.new_zeros(xn.shape[0]))
+    return torch.cat(products, dim=0)
+
+
+def cp_sample(lines: list[torch.Tensor], xn: torch.Tensor, reduce: bool) -> torch.Tensor:
+    """TensoRF-CP factor products at normalized points: line a looked up at xn[:, a], a = 0, 1, 2.
+
+    Args:
+        lines: three lines `[R, L_a]` along x, y, z.
+        xn: normalized points `[N, 3]` in [-1, 1].
+        reduce: sum over the components instead of returning them.
+    Returns:
+        `[R, N]` products, or their sum `[N]` if `reduce`.
+    """
+    product = (
+        sample_line(lines[0][None, :, :, None], xn[:, 0])
+        * sample_line(lines[1][None, :, :, None], xn[:, 1])
+        * sample_line(lines[2][None, :, :, None], xn[:, 2])
+    )
+    return product.sum(0) if reduce else product

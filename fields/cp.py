@@ -8,7 +8,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .factors import resize_line, sample_line
+from cuda_ext import cp_sample
+
+from .factors import line_view, resize_line
 from .tensor_grid import TensorGridField
 
 __all__ = ["CPField"]
@@ -43,14 +45,11 @@ class CPField(TensorGridField):
     def _appearance_width(self) -> int:
         return self.appearance_components
 
-    def _product(self, lines: nn.ParameterList, xn: torch.Tensor) -> torch.Tensor:
-        return sample_line(lines[0], xn[:, 0]) * sample_line(lines[1], xn[:, 1]) * sample_line(lines[2], xn[:, 2])
-
     def _density_feature(self, xn: torch.Tensor) -> torch.Tensor:
-        return self._product(self.density_line, xn).sum(0)
+        return cp_sample([line_view(line) for line in self.density_line], xn.contiguous(), reduce=True)
 
     def _appearance_feature(self, xn: torch.Tensor) -> torch.Tensor:
-        return self._product(self.app_line, xn)
+        return cp_sample([line_view(line) for line in self.app_line], xn.contiguous(), reduce=False)
 
     def _resample(self, index_lo: list[int] | None, index_hi: list[int] | None, resolution: list[int]) -> None:
         for lines in (self.density_line, self.app_line):

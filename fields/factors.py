@@ -2,6 +2,10 @@
 
 Coordinates are normalized to [-1, 1] over the factor's extent, with grid values at the ends
 (`align_corners=True`, as TensoRF), so slicing a factor at grid points leaves values unchanged.
+Factors are stored as `grid_sample` wants them (planes `[1, R, H, W]`, lines `[1, R, L, 1]`);
+the fused lookups `cuda_ext.vm_sample` / `cp_sample` (native kernels when built, `grid_sample`
+otherwise) take views of them without the unit dimensions. `sample_plane` and `sample_line` are
+the single-factor `grid_sample` lookups of `cuda_ext.reference`.
 """
 
 from __future__ import annotations
@@ -9,34 +13,19 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["sample_plane", "sample_line", "resize_plane", "resize_line", "total_variation"]
+from cuda_ext.reference import sample_line, sample_plane
+
+__all__ = ["sample_plane", "sample_line", "plane_view", "line_view", "resize_plane", "resize_line", "total_variation"]
 
 
-def sample_plane(plane: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-    """Bilinear lookup of a plane factor.
-
-    Args:
-        plane: `[1, R, H, W]`; W runs along the first coordinate, H along the second.
-        coords: normalized coordinates `[N, 2]` in [-1, 1].
-    Returns:
-        `[R, N]` (components first: products and sums over factors stay contiguous).
-    """
-    out = F.grid_sample(plane, coords.view(1, -1, 1, 2), mode="bilinear", align_corners=True)
-    return out.view(plane.shape[1], -1)
+def plane_view(plane: torch.Tensor) -> torch.Tensor:
+    """A `[1, R, H, W]` plane parameter as `[R, H, W]` (a view: gradients reach the parameter)."""
+    return plane[0]
 
 
-def sample_line(line: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-    """Linear lookup of a line factor (a width-1 `grid_sample`, the fastest form in torch).
-
-    Args:
-        line: `[1, R, L, 1]`.
-        coords: normalized coordinates `[N]` in [-1, 1].
-    Returns:
-        `[R, N]`.
-    """
-    grid = torch.stack([torch.zeros_like(coords), coords], dim=-1).view(1, -1, 1, 2)
-    out = F.grid_sample(line, grid, mode="bilinear", align_corners=True)
-    return out.view(line.shape[1], -1)
+def line_view(line: torch.Tensor) -> torch.Tensor:
+    """A `[1, R, L, 1]` line parameter as `[R, L]` (a view: gradients reach the parameter)."""
+    return line[0, :, :, 0]
 
 
 def resize_plane(plane: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

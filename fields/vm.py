@@ -9,13 +9,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .factors import resize_line, resize_plane, sample_line, sample_plane
+from cuda_ext import vm_sample
+from cuda_ext.reference import VM_LINE_AXES as LINE_AXES
+from cuda_ext.reference import VM_PLANE_AXES as PLANE_AXES
+
+from .factors import line_view, plane_view, resize_line, resize_plane
 from .tensor_grid import TensorGridField
 
-__all__ = ["VMField"]
-
-PLANE_AXES = ((0, 1), (0, 2), (1, 2))  # (W axis, H axis) of each plane
-LINE_AXES = (2, 1, 0)  # the axis of the line paired with each plane
+__all__ = ["VMField", "PLANE_AXES", "LINE_AXES"]
 
 
 class VMField(TensorGridField):
@@ -54,19 +55,15 @@ class VMField(TensorGridField):
         return sum(self.appearance_components)
 
     def _density_feature(self, xn: torch.Tensor) -> torch.Tensor:
-        feature = xn.new_zeros(xn.shape[0])
-        for plane, line, (a, b), c in zip(self.density_plane, self.density_line, PLANE_AXES, LINE_AXES):
-            feature = feature + (sample_plane(plane, xn[:, [a, b]]) * sample_line(line, xn[:, c])).sum(0)
-        return feature
+        return self._sample(self.density_plane, self.density_line, xn, reduce=True)
 
     def _appearance_feature(self, xn: torch.Tensor) -> torch.Tensor:
-        return torch.cat(
-            [
-                sample_plane(plane, xn[:, [a, b]]) * sample_line(line, xn[:, c])
-                for plane, line, (a, b), c in zip(self.app_plane, self.app_line, PLANE_AXES, LINE_AXES)
-            ],
-            dim=0,
-        )
+        return self._sample(self.app_plane, self.app_line, xn, reduce=False)
+
+    @staticmethod
+    def _sample(planes: nn.ParameterList, lines: nn.ParameterList, xn: torch.Tensor, reduce: bool) -> torch.Tensor:
+        """Plane x line products `[sum R_i, N]` at normalized points `xn [N, 3]`, or their sum `[N]`."""
+        return vm_sample([plane_view(plane) for plane in planes], [line_view(line) for line in lines], xn.contiguous(), reduce)
 
     def _resample(self, index_lo: list[int] | None, index_hi: list[int] | None, resolution: list[int]) -> None:
         for planes, lines in ((self.density_plane, self.density_line), (self.app_plane, self.app_line)):

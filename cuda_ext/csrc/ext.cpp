@@ -1,5 +1,7 @@
 // Python bindings: the last checks before a kernel (the Python layer validates first and says
 // more), then the device dispatch. Kernels live in their op folders.
+#include <algorithm>
+
 #include "checks.h"
 #include "ops.h"
 
@@ -100,6 +102,75 @@ void update_occupancy(at::Tensor& density_ema, const at::Tensor& cell_indices, c
   ON_DEVICE(density_ema, update_occupancy, density_ema, cell_indices, new_density, decay);
 }
 
+// xn [N, 3], float32 or float64, contiguous.
+void check_points(const at::Tensor& xn) {
+  CHECK_CONTIGUOUS(xn);
+  TORCH_CHECK(xn.scalar_type() == at::kFloat || xn.scalar_type() == at::kDouble, "xn must be float32 or float64");
+  TORCH_CHECK(xn.dim() == 2 && xn.size(1) == 3, "xn must be [N, 3]");
+}
+
+// Three contiguous factors of `dims` dimensions, xn's dtype and device, at most 2^31 elements per component.
+void check_factors(const std::vector<at::Tensor>& factors, const at::Tensor& xn, int64_t dims, const char* name) {
+  TORCH_CHECK(factors.size() == 3, name, " must hold 3 tensors");
+  for (const at::Tensor& factor : factors) {
+    CHECK_CONTIGUOUS(factor);
+    TORCH_CHECK(factor.dim() == dims, name, " must be ", dims, "-d tensors");
+    TORCH_CHECK(factor.scalar_type() == xn.scalar_type(), name, " must have xn's dtype");
+    CHECK_SAME_DEVICE(factor, xn);
+    TORCH_CHECK(factor.numel() / std::max<int64_t>(factor.size(0), 1) < (int64_t{1} << 31), name, ": a component is too large");
+  }
+}
+
+void check_vm(const std::vector<at::Tensor>& planes, const std::vector<at::Tensor>& lines, const at::Tensor& xn) {
+  check_points(xn);
+  check_factors(planes, xn, 3, "planes");
+  check_factors(lines, xn, 2, "lines");
+  for (int i = 0; i < 3; ++i) TORCH_CHECK(planes[i].size(0) == lines[i].size(0), "plane and line ", i, " have different ranks");
+}
+
+void check_cp(const std::vector<at::Tensor>& lines, const at::Tensor& xn) {
+  check_points(xn);
+  check_factors(lines, xn, 2, "lines");
+  TORCH_CHECK(lines[1].size(0) == lines[0].size(0) && lines[2].size(0) == lines[0].size(0), "lines have different ranks");
+}
+
+// grad_out: [components, N], or [N] when reduce; xn's dtype and device.
+void check_grad_out(const at::Tensor& grad_out, const at::Tensor& xn, int64_t components, bool reduce) {
+  CHECK_CONTIGUOUS(grad_out);
+  TORCH_CHECK(grad_out.scalar_type() == xn.scalar_type(), "grad_out must have xn's dtype");
+  CHECK_SAME_DEVICE(grad_out, xn);
+  const bool ok = reduce ? grad_out.dim() == 1 && grad_out.size(0) == xn.size(0)
+                         : grad_out.dim() == 2 && grad_out.size(0) == components && grad_out.size(1) == xn.size(0);
+  TORCH_CHECK(ok, "grad_out must have the forward result's shape");
+}
+
+int64_t vm_components(const std::vector<at::Tensor>& planes) { return planes[0].size(0) + planes[1].size(0) + planes[2].size(0); }
+
+at::Tensor vm_sample_fwd(const std::vector<at::Tensor>& planes, const std::vector<at::Tensor>& lines, const at::Tensor& xn,
+                         bool reduce) {
+  check_vm(planes, lines, xn);
+  return ON_DEVICE(xn, vm_sample_fwd, planes, lines, xn, reduce);
+}
+
+std::vector<at::Tensor> vm_sample_bwd(const std::vector<at::Tensor>& planes, const std::vector<at::Tensor>& lines,
+                                      const at::Tensor& xn, const at::Tensor& grad_out, bool reduce) {
+  check_vm(planes, lines, xn);
+  check_grad_out(grad_out, xn, vm_components(planes), reduce);
+  return ON_DEVICE(xn, vm_sample_bwd, planes, lines, xn, grad_out, reduce);
+}
+
+at::Tensor cp_sample_fwd(const std::vector<at::Tensor>& lines, const at::Tensor& xn, bool reduce) {
+  check_cp(lines, xn);
+  return ON_DEVICE(xn, cp_sample_fwd, lines, xn, reduce);
+}
+
+std::vector<at::Tensor> cp_sample_bwd(const std::vector<at::Tensor>& lines, const at::Tensor& xn, const at::Tensor& grad_out,
+                                      bool reduce) {
+  check_cp(lines, xn);
+  check_grad_out(grad_out, xn, lines[0].size(0), reduce);
+  return ON_DEVICE(xn, cp_sample_bwd, lines, xn, grad_out, reduce);
+}
+
 }  // namespace
 
 }  // namespace tensorfields
@@ -112,4 +183,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("composite_backward", &composite_backward, "gradients of packed volume compositing");
   m.def("transmittance", &transmittance, "transmittance and alpha of packed samples");
   m.def("update_occupancy", &update_occupancy, "decaying-maximum occupancy update, in place");
+  m.def("vm_sample_fwd", &vm_sample_fwd, "TensoRF-VM plane x line products at points (or their sum)");
+  m.def("vm_sample_bwd", &vm_sample_bwd, "gradients of vm_sample_fwd w.r.t. the planes and lines");
+  m.def("cp_sample_fwd", &cp_sample_fwd, "TensoRF-CP line x line x line products at points (or their sum)");
+  m.def("cp_sample_bwd", &cp_sample_bwd, "gradients of cp_sample_fwd w.r.t. the lines");
 }

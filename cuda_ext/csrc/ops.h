@@ -44,12 +44,32 @@ namespace tensorfields {
 #define TENSORFIELDS_UPDATE_OCCUPANCY_ARGS \
   at::Tensor &density_ema, const at::Tensor &cell_indices, const at::Tensor &new_density, double decay
 
+// TensoRF factor sampling (see factors/factors.h); all tensors float32 or all float64, on one device.
+//   VM: planes 3 x [R_i, H_i, W_i], lines 3 x [R_i, L_i], xn [N, 3] in [-1, 1]. The forward returns the
+//   products [R_0 + R_1 + R_2, N] (pair 0's components first), or their sum [N] when reduce; the
+//   backward takes grad_out shaped like that result and returns the gradients of the 3 planes, then
+//   of the 3 lines.
+//   CP: lines 3 x [R, L_a], xn [N, 3]. The forward returns [R, N] (or [N] when reduce); the backward
+//   the gradients of the 3 lines.
+#define TENSORFIELDS_VM_FORWARD_ARGS \
+  const std::vector<at::Tensor> &planes, const std::vector<at::Tensor> &lines, const at::Tensor &xn, bool reduce
+#define TENSORFIELDS_VM_BACKWARD_ARGS                                                                       \
+  const std::vector<at::Tensor> &planes, const std::vector<at::Tensor> &lines, const at::Tensor &xn, \
+      const at::Tensor &grad_out, bool reduce
+#define TENSORFIELDS_CP_FORWARD_ARGS const std::vector<at::Tensor> &lines, const at::Tensor &xn, bool reduce
+#define TENSORFIELDS_CP_BACKWARD_ARGS \
+  const std::vector<at::Tensor> &lines, const at::Tensor &xn, const at::Tensor &grad_out, bool reduce
+
 std::vector<at::Tensor> ray_aabb_intersect_cpu(TENSORFIELDS_RAY_AABB_ARGS);
 std::vector<at::Tensor> march_rays_cpu(TENSORFIELDS_MARCH_ARGS);
 std::vector<at::Tensor> composite_forward_cpu(TENSORFIELDS_COMPOSITE_FORWARD_ARGS);
 std::vector<at::Tensor> composite_backward_cpu(TENSORFIELDS_COMPOSITE_BACKWARD_ARGS);
 std::vector<at::Tensor> transmittance_cpu(TENSORFIELDS_TRANSMITTANCE_ARGS);
 void update_occupancy_cpu(TENSORFIELDS_UPDATE_OCCUPANCY_ARGS);
+at::Tensor vm_sample_fwd_cpu(TENSORFIELDS_VM_FORWARD_ARGS);
+std::vector<at::Tensor> vm_sample_bwd_cpu(TENSORFIELDS_VM_BACKWARD_ARGS);
+at::Tensor cp_sample_fwd_cpu(TENSORFIELDS_CP_FORWARD_ARGS);
+std::vector<at::Tensor> cp_sample_bwd_cpu(TENSORFIELDS_CP_BACKWARD_ARGS);
 
 #ifdef TENSORFIELDS_WITH_CUDA
 std::vector<at::Tensor> ray_aabb_intersect_cuda(TENSORFIELDS_RAY_AABB_ARGS);
@@ -58,6 +78,10 @@ std::vector<at::Tensor> composite_forward_cuda(TENSORFIELDS_COMPOSITE_FORWARD_AR
 std::vector<at::Tensor> composite_backward_cuda(TENSORFIELDS_COMPOSITE_BACKWARD_ARGS);
 std::vector<at::Tensor> transmittance_cuda(TENSORFIELDS_TRANSMITTANCE_ARGS);
 void update_occupancy_cuda(TENSORFIELDS_UPDATE_OCCUPANCY_ARGS);
+at::Tensor vm_sample_fwd_cuda(TENSORFIELDS_VM_FORWARD_ARGS);
+std::vector<at::Tensor> vm_sample_bwd_cuda(TENSORFIELDS_VM_BACKWARD_ARGS);
+at::Tensor cp_sample_fwd_cuda(TENSORFIELDS_CP_FORWARD_ARGS);
+std::vector<at::Tensor> cp_sample_bwd_cuda(TENSORFIELDS_CP_BACKWARD_ARGS);
 #endif
 
 }  // namespace tensorfields

@@ -1,0 +1,114 @@
+"""Factor-sampling ops of the TensoRF fields: validate arguments, then run the native kernel
+(gradients w.r.t. the factors) when built, else the `grid_sample` reference."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+import torch
+
+from . import reference
+from ._backend import kernels_for
+from ._checks import check_tensor
+
+__all__ = ["vm_sample", "cp_sample"]
+
+
+def _check_points(xn: object) -> torch.Tensor:
+    """xn must be a contiguous float32/float64 `[N, 3]` tensor; returns it."""
+    dtype = xn.dtype if isinstance(xn, torch.Tensor) and xn.dtype in (torch.float32, torch.float64) else torch.float32
+    return check_tensor("xn", xn, (None, 3), dtype)
+
+
+def _check_factors(name: str, factors: object, dims: int, xn: torch.Tensor) -> list[torch.Tensor]:
+    """`factors` must be 3 contiguous `dims`-d tensors of xn's dtype on xn's device; returns them as a list."""
+    if not isinstance(factors, Sequence) or len(factors) != 3:
+        raise ValueError(f"{name} must be a sequence of 3 tensors, got {type(factors).__name__}")
+    return [check_tensor(f"{name}[{i}]", f, (None,) * dims, xn.dtype, xn.device) for i, f in enumerate(factors)]
+
+
+def _native_for(xn: torch.Tensor) -> ModuleType | None:
+    """The extension module if it can run these tensors and no gradient w.r.t. xn is needed, else None."""
+    return None if xn.requires_grad else kernels_for(xn.device)
+
+
+class _VMSample(torch.autograd.Function):
+    """Native VM sampling; gradients w.r.t. the planes and lines (not xn)."""
+
+    @staticmethod
+    def forward(ctx: Any, module: ModuleType, xn: torch.Tensor, reduce: bool, *factors: torch.Tensor) -> torch.Tensor:
+        ctx.module, ctx.reduce = module, reduce
+        ctx.save_for_backward(xn, *factors)
+        return module.vm_sample_fwd(list(factors[:3]), list(factors[3:]), xn, reduce)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        xn, *factors = ctx.saved_tensors
+        grads = ctx.module.vm_sample_bwd(factors[:3], factors[3:], xn, grad_out.contiguous(), ctx.reduce)
+        return (None, None, None, *grads)
+
+
+class _CPSample(torch.autograd.Function):
+    """Native CP sampling; gradients w.r.t. the lines (not xn)."""
+
+    @staticmethod
+    def forward(ctx: Any, module: ModuleType, xn: torch.Tensor, reduce: bool, *lines: torch.Tensor) -> torch.Tensor:
+        ctx.module, ctx.reduce = module, reduce
+        ctx.save_for_backward(xn, *lines)
+        return module.cp_sample_fwd(list(lines), xn, reduce)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        xn, *lines = ctx.saved_tensors
+        grads = ctx.module.cp_sample_bwd(lines, xn, grad_out.contiguous(), ctx.reduce)
+        return (None, None, None, *grads)
+
+
+def vm_sample(planes: Sequence[torch.Tensor], lines: Sequence[torch.Tensor], xn: torch.Tensor, reduce: bool) -> torch.Tensor:
+    """TensoRF-VM plane x line products at normalized points; same contract as `reference.vm_sample`.
+
+    Differentiable w.r.t. the planes and lines (the native kernel computes no gradient w.r.t. xn;
+    when xn requires one, the reference runs instead).
+
+    Args:
+        planes: three contiguous planes `[R_i, H_i, W_i]` (e.g. `param[0]` of `[1, R_i, H_i, W_i]` parameters).
+        lines: three contiguous lines `[R_i, L_i]` (e.g. `param[0, :, :, 0]` of `[1, R_i, L_i, 1]` parameters).
+        xn: points `[N, 3]` in [-1, 1], float32 or float64 (the factors' dtype).
+        reduce: return the sum over all components `[N]` instead of the products.
+    Returns:
+        `[R_0 + R_1 + R_2, N]` (pair 0's components first), or `[N]` if `reduce`.
+    """
+    xn = _check_points(xn)
+    planes = _check_factors("planes", planes, 3, xn)
+    lines = _check_factors("lines", lines, 2, xn)
+    for i, (plane, line) in enumerate(zip(planes, lines)):
+        if plane.shape[0] != line.shape[0]:
+            raise ValueError(f"planes[{i}] has {plane.shape[0]} components but lines[{i}] has {line.shape[0]}")
+    module = _native_for(xn)
+    if module is None:
+        return reference.vm_sample(planes, lines, xn, reduce)
+    return _VMSample.apply(module, xn, bool(reduce), *planes, *lines)
+
+
+def cp_sample(lines: Sequence[torch.Tensor], xn: torch.Tensor, reduce: bool) -> torch.Tensor:
+    """TensoRF-CP products of three line lookups at normalized points; same contract as `reference.cp_sample`.
+
+    Differentiable w.r.t. the lines (not xn: when xn requires a gradient, the reference runs instead).
+
+    Args:
+        lines: three contiguous lines `[R, L_a]` along x, y, z (e.g. `param[0, :, :, 0]` of `[1, R, L_a, 1]`).
+        xn: points `[N, 3]` in [-1, 1], float32 or float64 (the lines' dtype).
+        reduce: return the sum over components `[N]` instead of the products.
+    Returns:
+        `[R, N]`, or `[N]` if `reduce`.
+    """
+    xn = _check_points(xn)
+    lines = _check_factors("lines", lines, 2, xn)
+    if not lines[0].shape[0] == lines[1].shape[0] == lines[2].shape[0]:
+        raise ValueError(f"lines must have the same number of components, got {[line.shape[0] for line in lines]}")
+    module = _native_for(xn)
+    if module is None:
+        return reference.cp_sample(lines, xn, reduce)
+    return _CPSample.apply(module, xn, bool(reduce), *lines)
