@@ -24,7 +24,7 @@ BOX_HALF_SIZE = 1.5  # the robust point box is scaled to fit in [-1.5, 1.5]^3
 BOX_MARGIN = 0.1  # grow the percentile box by this fraction of its size on each side
 PERCENTILES = (1.0, 99.0)
 FORWARD_MAX_ANGLE = 60.0  # degrees between any viewing direction and their mean
-FORWARD_MAX_DEPTH_SPREAD = 0.3  # camera spread along the mean view / spread across it
+FORWARD_MAX_SPREAD = 30.0  # degrees between any camera and their mean, seen from the scene
 MAX_DEPTH_SAMPLES = 20000  # points used for the near/far percentiles
 NEAR_MARGIN = 0.8  # object captures: near is this times the 1st percentile of point depths
 
@@ -49,23 +49,24 @@ class WorldBounds:
     forward_facing: bool
 
 
-def is_forward_facing(c2w: np.ndarray) -> bool:
-    """All viewing directions within `FORWARD_MAX_ANGLE` of their mean, and the camera centres
-    spread mostly across that mean direction (in a plane facing the scene), as in LLFF.
+def is_forward_facing(c2w: np.ndarray, points: np.ndarray) -> bool:
+    """All viewing directions within `FORWARD_MAX_ANGLE` of their mean, and the cameras seen from
+    the scene (the median point) all within `FORWARD_MAX_SPREAD` of their mean direction: the
+    cameras look one way from a patch in front of the scene rather than around it (as in LLFF).
 
     Args:
-        c2w: OpenCV camera-to-world matrices, `[N, 4, 4]`.
+        c2w: OpenCV camera-to-world matrices, `[N, 4, 4]`. points: scene points, `[P, 3]`.
     """
-    directions = c2w[:, :3, 2] / np.linalg.norm(c2w[:, :3, 2], axis=1, keepdims=True)
-    mean = directions.mean(0)
-    mean /= np.linalg.norm(mean)
-    largest_angle = math.degrees(math.acos(float(np.clip((directions @ mean).min(), -1.0, 1.0))))
-    offsets = c2w[:, :3, 3] - c2w[:, :3, 3].mean(0)
-    along = offsets @ mean
-    across = offsets - along[:, None] * mean
-    spread_across = math.sqrt(float((across**2).sum(1).mean()))
-    flat = float(np.sqrt((along**2).mean())) <= FORWARD_MAX_DEPTH_SPREAD * spread_across
-    return largest_angle <= FORWARD_MAX_ANGLE and flat
+    return _largest_angle(c2w[:, :3, 2]) <= FORWARD_MAX_ANGLE and (
+        _largest_angle(c2w[:, :3, 3] - np.median(points, axis=0)) <= FORWARD_MAX_SPREAD
+    )
+
+
+def _largest_angle(vectors: np.ndarray) -> float:
+    """The largest angle in degrees between one of `vectors` `[N, 3]` and their mean direction."""
+    units = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    mean = units.mean(0) / np.linalg.norm(units.mean(0))
+    return math.degrees(math.acos(float(np.clip((units @ mean).min(), -1.0, 1.0))))
 
 
 def point_depths(c2w: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -91,7 +92,7 @@ def normalize_world(c2w: np.ndarray, points: np.ndarray) -> WorldBounds:
         c2w: OpenCV camera-to-world matrices in the SfM world, `[N, 4, 4]`.
         points: the SfM points, `[P, 3]` (P >= 1).
     """
-    if is_forward_facing(c2w):
+    if is_forward_facing(c2w, points):
         return _forward_facing(c2w, points)
     return _object_capture(c2w, points)
 
@@ -159,7 +160,8 @@ def describe_bounds(bounds: WorldBounds) -> str:
     low, high = (", ".join(f"{v:.2f}" for v in corner) for corner in bounds.aabb)
     if bounds.forward_facing:
         return (
-            f"forward-facing capture (viewing directions within {FORWARD_MAX_ANGLE:g} degrees, cameras spread across them): "
+            f"forward-facing capture (viewing directions within {FORWARD_MAX_ANGLE:g} degrees, cameras within "
+            f"{FORWARD_MAX_SPREAD:g} degrees seen from the scene): "
             f"NDC like LLFF; recentred on the average camera, scaled x{scale:.3g} so the 1st-percentile "
             f"point depth is {bounds.near:.3g} (99th: {bounds.far:.3g}); NDC box [{low}]..[{high}]"
         )
