@@ -87,7 +87,9 @@ def test_sfm_recovers_lego_cameras(lego_sfm: tuple[Path, dict[str, np.ndarray]])
     folder, given = lego_sfm
     meta = json.loads((folder / "transforms.json").read_text())
     names = frame_names(folder / "transforms.json")
-    # Multithreaded matching makes runs differ: 33-39 of the 40 sparse 200x200 views registered.
+    # Multithreaded matching makes runs differ: 33-39 of the 40 sparse 200x200 views registered,
+    # centre error 1.4-1.9%; about 1 run in 5 converged to a wrong, self-consistent model (error
+    # 28-70%, reprojection error still 0.6 px), which fails this test (see the branch notes).
     assert len(names) >= 0.8 * LEGO_VIEWS, f"only {len(names)} of {LEGO_VIEWS} registered"
     recovered = np.array([frame["transform_matrix"] for frame in meta["frames"]])[:, :3, 3]
     truth = np.stack([given[name] for name in names])
