@@ -1,8 +1,9 @@
-"""The `tensorfields` command line: one console script, a subcommand per job."""
+"""The `tensorfields` command line: one console script, a subcommand per job (log messages go to stderr)."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from data import SceneError
@@ -14,7 +15,9 @@ __all__ = ["main", "build_parser"]
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="scene folder (Blender, LLFF or transforms.json)")
+    parser.add_argument(
+        "--data", required=True, help="scene folder (Blender, LLFF, transforms.json, COLMAP) or, for train, photos or a video"
+    )
     parser.add_argument("--field", default="vm", help="representation: vm or cp (default: vm)")
     parser.add_argument("--downsample", type=float, default=1.0, help="divide image size by this (default: 1)")
     parser.add_argument(
@@ -40,6 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--iters", type=int, default=30000, help="training iterations (default: 30000, as TensoRF)")
     train.add_argument("--budget", type=float, default=None, help="train for this many seconds instead of --iters")
     train.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    train.add_argument("--fps", type=float, default=2.0, help="when --data is a video: frames per second to extract (default: 2)")
+
+    colmap = commands.add_parser(
+        "colmap",
+        help="estimate camera poses of a folder of photos (pycolmap SfM)",
+        description="Structure-from-motion with pycolmap on the CPU: writes PATH/transforms.json and PATH/colmap/.",
+    )
+    colmap.add_argument("path", help="folder of JPG/PNG photos (or with them in images/)")
+    colmap.add_argument(
+        "--matcher", choices=["exhaustive", "sequential"], default=None, help="feature matching (default: exhaustive up to 60 images)"
+    )
+    colmap.add_argument("--max-size", type=int, default=1600, help="long side in pixels of the images SfM and training use (default: 1600)")
 
     evaluate = commands.add_parser("eval", help="PSNR/SSIM of a trained run on held-out views", description="Evaluate a run.")
     evaluate.add_argument("run", help="run folder")
@@ -85,11 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         if args.command == "train":
             from .commands import train_command
 
             train_command(args)
+        elif args.command == "colmap":
+            from .commands import colmap_command
+
+            colmap_command(args)
         elif args.command == "eval":
             from .commands import eval_command
 

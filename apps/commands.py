@@ -1,4 +1,4 @@
-"""Implementations of the `train`, `eval` and `render` subcommands."""
+"""Implementations of the `train`, `colmap`, `eval` and `render` subcommands."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from data import load_scene
+from data import load_scene, prepare_scene
+from data.sfm import run_sfm
 
 from .checkpoint import load_checkpoint
 from .evaluate import evaluate_views
@@ -14,7 +15,7 @@ from .run import load_run_config, train_run
 from .trainer import TrainConfig, train_cameras
 from .video import render_video, video_cameras
 
-__all__ = ["train_config", "train_command", "eval_command", "render_command"]
+__all__ = ["train_config", "train_command", "colmap_command", "eval_command", "render_command"]
 
 
 def train_config(args: argparse.Namespace, **overrides) -> TrainConfig:
@@ -36,7 +37,13 @@ def train_config(args: argparse.Namespace, **overrides) -> TrainConfig:
 
 
 def train_command(args: argparse.Namespace) -> None:
-    train_run(train_config(args, out=args.out, iters=args.iters, budget=args.budget), resume=args.resume)
+    """Train on `--data`; photos or a video get their camera poses from SfM first (`prepare_scene`)."""
+    data = str(prepare_scene(args.data, fps=args.fps))
+    train_run(train_config(args, data=data, out=args.out, iters=args.iters, budget=args.budget), resume=args.resume)
+
+
+def colmap_command(args: argparse.Namespace) -> Path:
+    return run_sfm(Path(args.path).expanduser(), args.matcher, args.max_size)
 
 
 def eval_command(args: argparse.Namespace) -> dict:

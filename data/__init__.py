@@ -1,13 +1,14 @@
-"""Scene loading: Blender, LLFF and nerfstudio / instant-ngp folders, and pixel batching.
+"""Scene loading: Blender, LLFF, nerfstudio / instant-ngp and COLMAP folders, and pixel batching.
 
 `load_scene(path, downsample)` detects the format and returns a `Scene` whose cameras are OpenCV
-camera-to-world matrices with pixel intrinsics; `RayBatcher` draws random training pixels.
+camera-to-world matrices with pixel intrinsics; `prepare_scene(path)` first turns a folder of
+photos or a video into a scene with pycolmap; `RayBatcher` draws random training pixels.
 This package depends on nothing else in tensorfields.
 """
 
 from .batcher import PixelBatch, RayBatcher
 from .cameras import Cameras
-from .load import load_scene, scene_summary
+from .load import load_scene, prepare_scene, scene_summary
 from .scene import Scene, SceneError
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "Scene",
     "SceneError",
     "load_scene",
+    "prepare_scene",
     "scene_summary",
 ]

@@ -12,21 +12,30 @@ from .llff import load_llff
 from .nerfstudio import load_nerfstudio
 from .scene import Scene, SceneError
 
-__all__ = ["load_scene", "scene_summary"]
+__all__ = ["load_scene", "prepare_scene", "scene_summary"]
 
-# The file that marks each format, in the order they are tried.
+
+def _load_colmap(folder: Path, downsample: float) -> Scene:
+    from .colmap import load_colmap  # pycolmap is imported only when a COLMAP project is loaded
+
+    return load_colmap(folder, downsample)
+
+
+# The file (or folder) that marks each format, in the order they are tried.
 LOADERS: dict[str, Callable[[Path, float], Scene]] = {
     "transforms_train.json": load_blender,
     "poses_bounds.npy": load_llff,
     "transforms.json": load_nerfstudio,
+    "sparse/0": _load_colmap,
 }
 
 
 def load_scene(path: str | Path, downsample: float = 1.0) -> Scene:
     """Load a scene folder (or its marker file), detecting the format.
 
-    Blender (`transforms_train.json`), LLFF (`poses_bounds.npy`) and nerfstudio / instant-ngp
-    (`transforms.json`) are recognised, in that order.
+    Blender (`transforms_train.json`), LLFF (`poses_bounds.npy`), nerfstudio / instant-ngp
+    (`transforms.json`) and COLMAP projects (`sparse/0` with `images/`) are recognised, in that
+    order. A folder of photos needs `prepare_scene` (structure-from-motion) first.
 
     Args:
         path: the scene folder, or its `transforms*.json` / `poses_bounds.npy`.
@@ -43,10 +52,43 @@ def load_scene(path: str | Path, downsample: float = 1.0) -> Scene:
         if path.name not in LOADERS:
             raise SceneError(path, f"not a scene: expected a folder or one of {', '.join(LOADERS)}")
         return LOADERS[path.name](path.parent, downsample)
+    loader = _loader(path)
+    if loader is None:
+        raise SceneError(path, _why_not_a_scene(path))
+    return loader(path, downsample)
+
+
+def prepare_scene(path: str | Path, fps: float = 2.0, matcher: str | None = None, max_size: int | None = None) -> Path:
+    """Make `path` loadable by `load_scene`: the path itself when it already is a scene.
+
+    A video file becomes a folder of its sharp frames at `fps` (see `video.extract_frames`),
+    matched sequentially unless `matcher` says otherwise. A folder of photos (in it or in its
+    `images/`) without poses gets them from structure-from-motion (`sfm.run_sfm`), which writes
+    `transforms.json` there, so later calls return at once.
+
+    Args:
+        max_size: long side of the images SfM uses and writes (None: `sfm.DEFAULT_MAX_SIZE`).
+    Returns:
+        the scene folder (or the path unchanged when it is neither; `load_scene` explains why).
+    """
+    from .sfm import DEFAULT_MAX_SIZE, image_folder, run_sfm  # pycolmap and kornia load only here
+    from .video import extract_frames, is_video
+
+    path = Path(path).expanduser()
+    if is_video(path):
+        path = extract_frames(path, fps)
+        matcher = matcher or "sequential"
+    if path.is_dir() and _loader(path) is None and list_images(image_folder(path)):
+        run_sfm(path, matcher, max_size or DEFAULT_MAX_SIZE)
+    return path
+
+
+def _loader(folder: Path) -> Callable[[Path, float], Scene] | None:
+    """The loader of the first format marker found in `folder`."""
     for marker, loader in LOADERS.items():
-        if (path / marker).is_file():
-            return loader(path, downsample)
-    raise SceneError(path, _why_not_a_scene(path))
+        if (folder / marker).exists():
+            return loader
+    return None
 
 
 def _why_not_a_scene(folder: Path) -> str:

@@ -3,7 +3,9 @@
 Intrinsics `fl_x, fl_y, cx, cy, w, h` (or `camera_angle_x`, `camera_angle_y`) and distortion
 `k1, k2, p1, p2` are read from the top level and may be overridden per frame. Poses are OpenGL
 camera-to-world `transform_matrix`es. The Blender layout (one `transforms.json` with
-`camera_angle_x`) is a special case.
+`camera_angle_x`) is a special case. Optional `near` and `far` (world units) set the ray bounds;
+`forward_facing: true` trains in NDC with the near plane at 1 and `aabb` in NDC units (what
+`tensorfields colmap` writes for LLFF-like captures).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import torch
 from .blender import frame_c2w, holdout_splits, image_name, read_frames, read_json, resolve_image
 from .cameras import OPENGL_TO_OPENCV, Cameras
 from .images import load_images
+from .llff import LLFF_AABB
 from .scene import Scene, SceneError
 
-__all__ = ["estimate_box", "load_nerfstudio"]
+__all__ = ["estimate_box", "load_nerfstudio", "scene_from_transforms"]
 
 DISTORTION_KEYS = ("k1", "k2", "p1", "p2")
 SPLIT_KEYS = {"train": "train_filenames", "val": "val_filenames", "test": "test_filenames"}
@@ -36,7 +39,17 @@ def load_nerfstudio(folder: Path, downsample: float = 1.0) -> Scene:
     every 8th frame is held out. The box is the file's `aabb` or `estimate_box` of the cameras.
     """
     path = folder / "transforms.json"
-    meta = read_json(path)
+    return scene_from_transforms(folder, path, read_json(path), downsample)
+
+
+def scene_from_transforms(
+    folder: Path, path: Path, meta: dict[str, Any], downsample: float = 1.0, kind: str = "nerfstudio"
+) -> Scene:
+    """The scene a parsed transforms file describes (see `load_nerfstudio`).
+
+    Args:
+        folder: where `file_path`s start. path: the file the metadata came from (for errors).
+    """
     frames = read_frames(path, meta)
     c2w_gl = np.stack([frame_c2w(path, i, frame) for i, frame in enumerate(frames)])
     paths = [resolve_image(folder, frame["file_path"], path) for frame in frames]
@@ -59,22 +72,32 @@ def load_nerfstudio(folder: Path, downsample: float = 1.0) -> Scene:
         height=height,
         distortion=distortion,
     ).scaled(1.0 / downsample)
+    forward_facing = meta.get("forward_facing") is True
+    if aabb is None and forward_facing:
+        aabb = torch.tensor(LLFF_AABB)
     if aabb is None:
         aabb = estimate_box(cameras.c2w)
         if not (aabb[1] > aabb[0]).all():
             raise SceneError(path, "cannot estimate a scene box from the poses; add an 'aabb'")
     distance = (cameras.centers - aabb.mean(0)).norm(dim=1).median().item()
+    near = _number(path, "top level", "near", meta.get("near", NEAR_FRACTION * distance))
+    far = _number(path, "top level", "far", meta.get("far", 2.0 * distance + (aabb[1] - aabb[0]).norm().item()))
+    if not 0.0 < near < far:
+        raise SceneError(path, f"'near' and 'far' must satisfy 0 < near < far, got {near:g} and {far:g}")
     return Scene(
         images=torch.from_numpy(stack.rgb),
         cameras=cameras,
         aabb=aabb,
-        near=NEAR_FRACTION * distance,
-        far=2.0 * distance + (aabb[1] - aabb[0]).norm().item(),
+        near=0.0 if forward_facing else near,
+        far=1.0 if forward_facing else far,
         background=torch.tensor(stack.background),
         splits=splits,
         source=folder,
-        kind="nerfstudio",
+        kind=kind,
         downsample=downsample,
+        ndc=forward_facing,
+        ndc_focal=cameras.fx[0].item() if forward_facing else 0.0,
+        ndc_near=1.0,
         alpha=None if stack.alpha is None else torch.from_numpy(stack.alpha),
         names=names,
     )
