@@ -46,7 +46,7 @@ FRAME_MARGIN = 1.08  # the parts' bounding sphere fills the image up to this fac
 def build_demo_scene(
     folder: str | Path,
     seed: int = 0,
-    size: int = 128,
+    size: int = 100,
     views: tuple[int, int, int] = (60, 10, 10),
     supersample: int = 2,
 ) -> Path:
@@ -65,7 +65,7 @@ def build_demo_scene(
     folder = Path(folder)
     stamp = {"version": DEMO_VERSION, "seed": seed, "size": size, "views": list(views), "supersample": supersample}
     if size < 8 or supersample < 1 or min(views) < 1:
-        raise ValueError(f"demo scene: size >= 8, supersample >= 1 and >= 1 view per split needed, got {stamp}")
+        raise SceneError(folder, f"the demo scene needs size >= 8, supersample >= 1 and >= 1 view per split, got {stamp}")
     if _is_complete(folder, stamp):
         return folder
     o3d = _open3d()
@@ -73,6 +73,7 @@ def build_demo_scene(
     focal = _focal(mesh, size)
     poses = demo_poses(sum(views), seed)
     (folder / "images").mkdir(parents=True, exist_ok=True)
+    (folder / "transforms.json").unlink(missing_ok=True)  # no stale poses beside new images
     o3d.io.write_triangle_mesh(str(folder / MESH_NAME), mesh, write_ascii=False)
     caster = _Caster(mesh)
     names = [f"images/frame_{i:03d}.png" for i in range(len(poses))]
