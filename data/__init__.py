@@ -2,12 +2,14 @@
 
 `load_scene(path, downsample)` detects the format and returns a `Scene` whose cameras are OpenCV
 camera-to-world matrices with pixel intrinsics; `prepare_scene(path)` first turns a folder of
-photos or a video into a scene with pycolmap; `RayBatcher` draws random training pixels.
+photos or a video into a scene with pycolmap; `RayBatcher` draws random training pixels;
+`build_demo_scene(folder)` writes the embedded demo scene (Open3D is imported only then).
 This package depends on nothing else in tensorfields.
 """
 
 from .batcher import PixelBatch, RayBatcher
 from .cameras import Cameras
+from .demo import build_demo_scene
 from .load import load_scene, prepare_scene, scene_summary
 from .scene import Scene, SceneError
 
@@ -17,6 +19,7 @@ __all__ = [
     "RayBatcher",
     "Scene",
     "SceneError",
+    "build_demo_scene",
     "load_scene",
     "prepare_scene",
     "scene_summary",
