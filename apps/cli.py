@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--matcher", choices=["exhaustive", "sequential"], default=None, help="feature matching (default: exhaustive up to 60 images)"
     )
     colmap.add_argument("--max-size", type=int, default=1600, help="long side in pixels of the images SfM and training use (default: 1600)")
+    colmap.add_argument(
+        "--threads", type=int, default=1, help="CPU threads (default: 1, reproducible; more is faster but runs may differ)"
+    )
 
     evaluate = commands.add_parser("eval", help="PSNR/SSIM of a trained run on held-out views", description="Evaluate a run.")
     evaluate.add_argument("run", help="run folder")

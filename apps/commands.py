@@ -43,7 +43,7 @@ def train_command(args: argparse.Namespace) -> None:
 
 
 def colmap_command(args: argparse.Namespace) -> Path:
-    return run_sfm(Path(args.path).expanduser(), args.matcher, args.max_size)
+    return run_sfm(Path(args.path).expanduser(), args.matcher, args.max_size, args.threads)
 
 
 def eval_command(args: argparse.Namespace) -> dict:

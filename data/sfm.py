@@ -56,12 +56,16 @@ def image_folder(folder: Path) -> Path:
     return folder
 
 
-def run_sfm(folder: Path, matcher: str | None = None, max_size: int = DEFAULT_MAX_SIZE) -> Path:
+def run_sfm(folder: Path, matcher: str | None = None, max_size: int = DEFAULT_MAX_SIZE, threads: int = 1) -> Path:
     """Estimate the cameras of the photos in `folder` (or `folder/images`) and write `transforms.json`.
 
     Args:
         matcher: "exhaustive", "sequential", or None to choose by the number of images.
         max_size: long side in pixels of the images used for features and written for training.
+        threads: CPU threads of every SfM step. With 1 (the default) the same photos always give
+            the same cameras; with more, thread scheduling changes the result from run to run
+            (on 40 sparse lego views, about one multithreaded run in four converged to a wrong,
+            self-consistent model, indistinguishable by its own reprojection error).
     Returns:
         the path of the written `transforms.json`.
     Raises:
@@ -78,9 +82,9 @@ def run_sfm(folder: Path, matcher: str | None = None, max_size: int = DEFAULT_MA
     work = _fresh_work_folder(folder)
     database = work / "database.db"
     log.info("structure-from-motion on %d images %dx%d (%s matching, CPU)", len(names), *size, matcher)
-    _pycolmap(folder, "feature extraction", lambda: _extract(database, image_dir, names, max(size), max_size))
-    _pycolmap(folder, "matching", lambda: _match(database, matcher))
-    reconstruction = _pycolmap(folder, "incremental mapping", lambda: _map(database, image_dir, work / "sparse"))
+    _pycolmap(folder, "feature extraction", lambda: _extract(database, image_dir, names, max(size), max_size, threads))
+    _pycolmap(folder, "matching", lambda: _match(database, matcher, threads))
+    reconstruction = _pycolmap(folder, "incremental mapping", lambda: _map(database, image_dir, work / "sparse", threads))
     _check_registration(folder, reconstruction, names, matcher)
     model = _pycolmap(folder, "undistortion", lambda: undistort(work / "sparse" / "0", image_dir, work / "undistorted", max_size))
     meta, bounds = colmap_transforms(read_model(model), f"{WORK_FOLDER}/undistorted/images")
@@ -167,10 +171,11 @@ def _pycolmap(folder: Path, step: str, call: Callable[[], T]) -> T:
         raise SceneError(folder, f"pycolmap {step} failed: {' '.join(str(error).split())}") from None
 
 
-def _extract(database: Path, image_dir: Path, names: list[str], long_side: int, max_size: int) -> None:
+def _extract(database: Path, image_dir: Path, names: list[str], long_side: int, max_size: int, threads: int) -> None:
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = "SIMPLE_RADIAL"
     extraction = pycolmap.FeatureExtractionOptions()
+    extraction.num_threads = threads
     extraction.max_image_size = max_size
     extraction.sift.first_octave = -2 if 2 * min(long_side, max_size) < SIFT_MIN_SIZE else -1
     pycolmap.extract_features(
@@ -184,8 +189,9 @@ def _extract(database: Path, image_dir: Path, names: list[str], long_side: int, 
     )
 
 
-def _match(database: Path, matcher: str) -> None:
+def _match(database: Path, matcher: str, threads: int) -> None:
     options = pycolmap.FeatureMatchingOptions()
+    options.num_threads = threads
     options.guided_matching = True
     if matcher == "exhaustive":
         pycolmap.match_exhaustive(database, matching_options=options, device=pycolmap.Device.cpu)
@@ -193,9 +199,10 @@ def _match(database: Path, matcher: str) -> None:
         pycolmap.match_sequential(database, matching_options=options, device=pycolmap.Device.cpu)
 
 
-def _map(database: Path, image_dir: Path, out: Path) -> pycolmap.Reconstruction | None:
+def _map(database: Path, image_dir: Path, out: Path, threads: int) -> pycolmap.Reconstruction | None:
     """The largest model of incremental mapping, written to `out/0` (None when there is none)."""
     options = pycolmap.IncrementalPipelineOptions()
+    options.num_threads = threads
     options.random_seed = 0
     options.min_num_matches = 10
     options.mapper.init_min_num_inliers = 50
