@@ -1,41 +1,40 @@
-"""`tensorfields demo`: train a field on the demo scene, score it, render a turntable video."""
+"""`tensorfields demo`: build the embedded demo scene, train a field on it, score it, render a
+turntable video. Needs no network and no data beside the checkout.
+
+The scene is built into `<out>/scene`, so the run folder holds everything the printed commands
+use (deleting it removes all the demo wrote) and a second demo in the same folder reuses it;
+building takes a few seconds, so a shared cache would save little.
+"""
 
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
-from data import SceneError
+from data import build_demo_scene
 
 from .commands import render_command
 from .run import train_run
 from .trainer import TrainConfig
 
-__all__ = ["demo", "demo_scene_path"]
+__all__ = ["demo", "DEMO_SCENE_FOLDER"]
 
-_REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def demo_scene_path() -> Path:
-    """The demo scene: NeRF-Synthetic lego from the reference data beside the checkout."""
-    for candidate in (_REPO_ROOT.parent / "shared" / "data" / "lego", Path.cwd().parent / "shared" / "data" / "lego"):
-        if (candidate / "transforms_train.json").is_file():
-            return candidate
-    raise SceneError(
-        _REPO_ROOT.parent / "shared" / "data" / "lego",
-        "demo scene not found (the demo trains on the reference lego scene for now); "
-        "train on your own scene with: tensorfields train --data PATH --out runs/NAME",
-    )
+#: the demo scene's folder inside the run folder
+DEMO_SCENE_FOLDER = "scene"
 
 
 def demo(args: argparse.Namespace) -> None:
+    started = time.perf_counter()
     out = Path(args.out)
-    scene_path = demo_scene_path()
-    print(f"demo: training TensoRF-VM on {scene_path} at 100x100 for {args.budget:.0f} s")
-    config = TrainConfig(data=str(scene_path), field="vm", out=str(out), downsample=8, budget=args.budget)
-    train_run(config)
+    scene_path = out / DEMO_SCENE_FOLDER
+    print(f"demo: building the demo scene in {scene_path}")
+    build_demo_scene(scene_path)
+    print(f"demo: scene ready after {time.perf_counter() - started:.1f} s; training TensoRF-VM for {args.budget:.0f} s")
+    train_run(TrainConfig(data=str(scene_path), field="vm", out=str(out), budget=args.budget))
     render_command(argparse.Namespace(run=str(out), orbit=60, out=str(out / "orbit.mp4"), fps=30))
+    print(f"demo: done in {time.perf_counter() - started:.0f} s")
     print("\nnext:")
     print(f"  tensorfields eval {out}                      # PSNR/SSIM on all held-out views")
     print(f"  tensorfields render {out} --orbit 120 --out orbit.mp4")
-    print(f"  tensorfields train --data {scene_path} --downsample 8 --budget 240 --out runs/lego   # longer run")
+    print(f"  tensorfields train --data {scene_path} --budget 240 --out runs/demo-long   # longer run")

@@ -1,12 +1,14 @@
 """Scene loading: Blender, LLFF and nerfstudio / instant-ngp folders, and pixel batching.
 
 `load_scene(path, downsample)` detects the format and returns a `Scene` whose cameras are OpenCV
-camera-to-world matrices with pixel intrinsics; `RayBatcher` draws random training pixels.
+camera-to-world matrices with pixel intrinsics; `RayBatcher` draws random training pixels;
+`build_demo_scene(folder)` writes the embedded demo scene (Open3D is imported only then).
 This package depends on nothing else in tensorfields.
 """
 
 from .batcher import PixelBatch, RayBatcher
 from .cameras import Cameras
+from .demo import build_demo_scene
 from .load import load_scene, scene_summary
 from .scene import Scene, SceneError
 
@@ -16,6 +18,7 @@ __all__ = [
     "RayBatcher",
     "Scene",
     "SceneError",
+    "build_demo_scene",
     "load_scene",
     "scene_summary",
 ]
