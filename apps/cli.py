@@ -50,9 +50,11 @@ def _add_export_mesh(commands: argparse._SubParsersAction) -> None:
     export.add_argument(
         "--level",
         type=float,
-        default=0.5,
+        default=None,
         help="mc: the surface is where one render step becomes this opaque, alpha = 1 - exp(-density * step_size), "
-        "i.e. density = -ln(1 - level) / step_size; tsdf: the least pixel opacity whose depth is fused (default: 0.5)",
+        "i.e. density = -ln(1 - level) / step_size (default: 0.01, where the renderer starts to see a surface; "
+        "briefly trained fields have soft edges that higher levels cut into); "
+        "tsdf: the least pixel opacity whose depth is fused (default: 0.5)",
     )
     export.add_argument("--faces", type=int, default=0, help="decimate to about this many triangles (default: 0, keep all)")
     export.add_argument("--orbit", type=int, default=0, help="tsdf: fuse this many orbit views instead of the training views")

@@ -28,7 +28,7 @@ from data.demo import MESH_NAME
 
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
 from .demo import DEMO_SCENE_FOLDER
-from .mesh_export import DEFAULT_LEVEL, export_mesh
+from .mesh_export import export_mesh
 from .run import train_run
 from .trainer import TrainConfig
 
@@ -80,7 +80,7 @@ def bench_mesh(args: argparse.Namespace) -> dict[str, Any]:
     checkpoint = load_checkpoint(out)
     peak_reset = _reset_peak_memory()
     started = time.perf_counter()
-    mesh = export_mesh(checkpoint, out / "mesh.ply", "mc", args.resolution, DEFAULT_LEVEL)
+    mesh = export_mesh(checkpoint, out / "mesh.ply", "mc", args.resolution)
     seconds = time.perf_counter() - started
     peak_mb = _peak_memory_mb()
     truth = o3d.io.read_triangle_mesh(str(scene / MESH_NAME))
