@@ -11,7 +11,9 @@ Two extractors:
   0.82 at 0.01, 0.78 at 0.005, where floaters start to count). Cells the occupancy grid marks empty count as density 0,
   as they do for the renderer. Vertex colours come from the field: a short ray is rendered from
   just outside each vertex inwards along its normal (what a camera looking straight at the
-  surface there would see).
+  surface there would see). With cameras (the CLI passes the run's training cameras), vertices
+  that no camera centre can see are removed: images never constrain what lies behind surfaces,
+  and the inner walls a field leaves there were most of the demo scene's mesh error.
 - `tsdf` (better for real captures, whose density is noisier): depth and colour are rendered
   from cameras (the run's training cameras, or an orbit) and fused in an Open3D TSDF volume
   over the occupied box; pixels with opacity below the level are left out. Vertex colours are
@@ -51,6 +53,7 @@ __all__ = [
     "sample_density",
     "marching_cubes_mesh",
     "field_vertex_colours",
+    "remove_unseen",
     "tsdf_mesh",
     "clean_mesh",
     "write_mesh",
@@ -67,6 +70,8 @@ DEFAULT_RESOLUTION = 256
 MIN_CLUSTER_FRACTION = 0.002
 #: colour rays start this many grid spacings outside a vertex and end as far inside
 COLOUR_RAY_SPACINGS = 2.0
+#: camera centres used for the visibility test (evenly spaced among the cameras)
+VISIBILITY_CAMERAS = 32
 
 
 def density_level(opacity: float, step_size: float) -> float:
@@ -149,6 +154,27 @@ def _o3d_mesh(vertices: np.ndarray, faces: np.ndarray) -> Any:
     return o3d.geometry.TriangleMesh(
         o3d.utility.Vector3dVector(vertices.astype(np.float64)), o3d.utility.Vector3iVector(faces.astype(np.int32))
     )
+
+
+def remove_unseen(mesh: Any, centres: np.ndarray, lift: float) -> Any:
+    """`mesh` without the vertices (and their triangles) that no camera centre of `centres [C, 3]`
+    sees: a vertex is seen when the ray from it (lifted by `lift` along its normal, off its own
+    triangles) towards a centre hits no triangle of the mesh. The centres must lie outside the
+    mesh's box, so that nothing lies beyond them."""
+    import open3d as o3d
+
+    mesh.compute_vertex_normals()
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(mesh))
+    origins = np.asarray(mesh.vertices) + lift * np.asarray(mesh.vertex_normals)
+    seen = np.zeros(len(origins), dtype=bool)
+    for centre in centres:
+        directions = centre - origins
+        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+        rays = o3d.core.Tensor(np.concatenate([origins, directions], axis=1).astype(np.float32))
+        seen |= ~scene.test_occlusions(rays).numpy()
+    mesh.remove_vertices_by_mask(~seen)
+    return mesh
 
 
 @torch.no_grad()
@@ -269,7 +295,8 @@ def export_mesh(
 ) -> Any:
     """Extract, colour, clean and write the mesh of a trained field; returns the Open3D mesh.
 
-    `method` "mc" or "tsdf" (which needs `cameras`); `resolution` points (mc) or voxels (tsdf)
+    `method` "mc" or "tsdf"; `cameras` (needed by tsdf) render the TSDF's views, or for mc tell
+    which vertices are seen (none removed without them); `resolution` points (mc) or voxels (tsdf)
     along the longest side of the occupied box (the field's box when nothing is occupied);
     `level` the step opacity (mc) or least pixel opacity (tsdf), by default `DEFAULT_LEVELS`;
     `faces` > 0 decimates.
@@ -286,7 +313,11 @@ def export_mesh(
     box = field.aabb if box is None else box
     if method == "mc":
         volume, origin, spacing = sample_density(field, grid, box, resolution)
-        mesh = clean_mesh(marching_cubes_mesh(volume, origin, spacing, density_level(level, settings.step_size)), faces)
+        mesh = marching_cubes_mesh(volume, origin, spacing, density_level(level, settings.step_size))
+        if cameras is not None:
+            centres = cameras.centers[_evenly(len(cameras), VISIBILITY_CAMERAS)].cpu().numpy()
+            mesh = remove_unseen(mesh, centres, spacing)
+        mesh = clean_mesh(mesh, faces)
         mesh.vertex_colors = _vectors(field_vertex_colours(field, grid, settings, mesh, COLOUR_RAY_SPACINGS * spacing))
     else:
         if cameras is None:
@@ -297,6 +328,11 @@ def export_mesh(
     mesh.compute_vertex_normals()
     write_mesh(mesh, out)
     return mesh
+
+
+def _evenly(count: int, most: int) -> torch.Tensor:
+    """At most `most` evenly spaced indices of `count`."""
+    return torch.linspace(0, count - 1, min(count, most)).round().long()
 
 
 def _vectors(values: np.ndarray) -> Any:
@@ -310,7 +346,7 @@ def export_mesh_command(args: argparse.Namespace) -> Any:
     _check_format(Path(args.out))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     checkpoint = load_checkpoint(args.run, device)
-    cameras = _tsdf_cameras(args.run, args.orbit) if args.method == "tsdf" else None
+    cameras = _view_cameras(args.run, args.orbit)
     started = time.perf_counter()
     mesh = export_mesh(checkpoint, args.out, args.method, args.resolution, args.level, args.faces, cameras)
     seconds = time.perf_counter() - started
@@ -318,7 +354,7 @@ def export_mesh_command(args: argparse.Namespace) -> Any:
     return mesh
 
 
-def _tsdf_cameras(run: str, orbit: int) -> Cameras:
+def _view_cameras(run: str, orbit: int) -> Cameras:
     """The run's training cameras, or `orbit` > 0 cameras on an orbit around them."""
     scene_info = load_run_config(run)["scene"]
     cameras = train_cameras(scene_info)

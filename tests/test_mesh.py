@@ -13,7 +13,7 @@ from scipy.spatial import cKDTree
 
 from apps.checkpoint import Checkpoint
 from apps.cli import main
-from apps.mesh_export import density_level, export_mesh, write_mesh
+from apps.mesh_export import density_level, export_mesh, remove_unseen, write_mesh
 from apps.mesh_metrics import mesh_quality, scene_size
 from fields.base import Field
 from render import OccupancyGrid, RenderSettings
@@ -83,6 +83,14 @@ def test_nothing_above_the_level_is_a_clear_error(tmp_path: Path) -> None:
     checkpoint.field.sigma = 0.1
     with pytest.raises(ValueError, match="lower --level"):
         export_mesh(checkpoint, tmp_path / "empty.ply", "mc", 24)
+
+
+def test_remove_unseen_drops_an_inner_wall() -> None:
+    outer, inner = coloured_sphere(0.5), coloured_sphere(0.4)
+    centres = np.array([[3.0, 0.0, 0.0], [-3.0, 0.0, 0.0], [0.0, 0.0, 3.0], [0.0, 3.0, -1.0]])
+    kept = remove_unseen(outer + inner, centres, lift=1e-3)
+    radii = np.linalg.norm(np.asarray(kept.vertices), axis=1)
+    assert radii.min() > 0.45 and len(kept.vertices) > 0.9 * len(outer.vertices)
 
 
 @pytest.mark.parametrize("suffix", [".ply", ".obj", ".glb"])
