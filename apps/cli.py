@@ -36,10 +36,10 @@ def _add_export_mesh(commands: argparse._SubParsersAction) -> None:
         help="export a run's surface as a coloured mesh (.ply, .obj, .glb)",
         description=(
             "Export a run's surface as a triangle mesh with vertex colours. mc: marching cubes on the density sampled "
-            "over the occupied box; vertices no training camera sees are removed; vertex colours are rendered by the field "
-            "along each vertex normal. tsdf: depth and "
-            "colour rendered from the training cameras (or an orbit) fused in an Open3D TSDF volume; better for real "
-            "captures; vertex colours are the views' fused colours. Small floating clusters are removed."
+            "over the occupied box; vertices no training camera sees are removed; vertex colours are rendered by the "
+            "field along each vertex normal. tsdf: depth and colour rendered from the training cameras (or an orbit) "
+            "fused in an Open3D TSDF volume; better for real captures; vertex colours are the views' fused colours. "
+            "Small floating clusters are removed."
         ),
     )
     export.add_argument("run", help="run folder")
