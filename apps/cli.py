@@ -33,6 +33,38 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
+def _add_export_mesh(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser(
+        "export-mesh",
+        help="export a run's surface as a coloured mesh (.ply, .obj, .glb)",
+        description=(
+            "Export a run's surface as a triangle mesh with vertex colours. mc: marching cubes on the density sampled "
+            "over the occupied box; vertices no training camera sees are removed; vertex colours are rendered by the "
+            "field along each vertex normal. tsdf: depth and colour rendered from the training cameras (or an orbit) "
+            "fused in an Open3D TSDF volume; better for real captures; vertex colours are the views' fused colours. "
+            "Small floating clusters are removed."
+        ),
+    )
+    export.add_argument("run", help="run folder")
+    export.add_argument("--out", required=True, help="mesh file: .ply, .obj or .glb (vertex colours kept in all three)")
+    export.add_argument("--method", choices=["mc", "tsdf"], default="mc", help="marching cubes or TSDF fusion (default: mc)")
+    export.add_argument(
+        "--resolution", type=int, default=256, help="grid points (mc) or voxels (tsdf) along the occupied box's longest side (default: 256)"
+    )
+    export.add_argument(
+        "--level",
+        type=float,
+        default=None,
+        help="mc: the surface is where one render step becomes this opaque, alpha = 1 - exp(-density * step_size), "
+        "i.e. density = -ln(1 - level) / step_size (default: 0.01, where the renderer starts to see a surface; "
+        "briefly trained fields have soft edges that higher levels cut into); "
+        "tsdf: the least pixel opacity whose depth is fused (default: 0.5)",
+    )
+    export.add_argument("--faces", type=int, default=0, help="decimate to about this many triangles (default: 0, keep all)")
+    export.add_argument("--orbit", type=int, default=0, help="tsdf: fuse this many orbit views instead of the training views")
+    export.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tensorfields", description="Factorized tensor radiance fields: train, evaluate, render.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -73,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--out", required=True, help="video file (.mp4 or .gif)")
     render.add_argument("--fps", type=int, default=30)
 
+    _add_export_mesh(commands)
+
     bench = commands.add_parser("bench", help="benchmarks", description="Benchmarks.")
     bench_commands = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
     bench_train = bench_commands.add_parser("train", help="train for a wall-clock budget, tracking held-out PSNR")
@@ -94,6 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench_march.add_argument("--repeats", type=int, default=5, help="timed passes per path (default: 5)")
     bench_march.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     bench_march.add_argument("--json", default=None, help="write the results to this JSON file")
+
+    bench_mesh = bench_commands.add_parser(
+        "mesh", help="Chamfer / F-score of the marching-cubes mesh of a VM run on the demo scene, export time and memory"
+    )
+    bench_mesh.add_argument("--out", default="runs/bench-mesh", help="run folder, reused when it has a checkpoint (default: runs/bench-mesh)")
+    bench_mesh.add_argument("--budget", type=float, default=60.0, help="seconds of training when a run is needed (default: 60)")
+    bench_mesh.add_argument("--resolution", type=int, default=256, help="marching-cubes points on the longest side (default: 256)")
+    bench_mesh.add_argument("--threshold", type=float, default=0.01, help="F-score threshold as a fraction of the scene size (default: 0.01)")
+    bench_mesh.add_argument("--json", default=None, help="write the results to this JSON file")
 
     demo = commands.add_parser("demo", help="train, evaluate and render the demo scene", description="The demo.")
     demo.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
@@ -121,6 +164,14 @@ def main(argv: list[str] | None = None) -> int:
             from .commands import render_command
 
             render_command(args)
+        elif args.command == "export-mesh":
+            from .mesh_export import export_mesh_command
+
+            export_mesh_command(args)
+        elif args.command == "bench" and args.bench == "mesh":
+            from .mesh_metrics import bench_mesh
+
+            bench_mesh(args)
         elif args.command == "bench" and args.bench == "march":
             from .bench_march import bench_march
 
