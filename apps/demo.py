@@ -1,5 +1,5 @@
 """`tensorfields demo`: build the embedded demo scene, train a field on it, score it, render a
-turntable video. Needs no network and no data beside the checkout.
+turntable video and export a coloured mesh. Needs no network and no data beside the checkout.
 
 The scene is built into `<out>/scene`, so the run folder holds everything the printed commands
 use (deleting it removes all the demo wrote) and a second demo in the same folder reuses it;
@@ -15,6 +15,7 @@ from pathlib import Path
 from data import build_demo_scene
 
 from .commands import render_command
+from .mesh_export import export_mesh_command
 from .run import train_run
 from .trainer import TrainConfig
 
@@ -33,8 +34,13 @@ def demo(args: argparse.Namespace) -> None:
     print(f"demo: scene ready after {time.perf_counter() - started:.1f} s; training TensoRF-VM for {args.budget:.0f} s")
     train_run(TrainConfig(data=str(scene_path), field="vm", out=str(out), budget=args.budget))
     render_command(argparse.Namespace(run=str(out), orbit=60, out=str(out / "orbit.mp4"), fps=30))
+    mesh = out / "mesh.glb"
+    export_mesh_command(
+        argparse.Namespace(run=str(out), out=str(mesh), method="mc", resolution=192, level=None, faces=0, orbit=0, device=None)
+    )
     print(f"demo: done in {time.perf_counter() - started:.0f} s")
     print("\nnext:")
     print(f"  tensorfields eval {out}                      # PSNR/SSIM on all held-out views")
     print(f"  tensorfields render {out} --orbit 120 --out orbit.mp4")
+    print(f"  tensorfields export-mesh {out} --out mesh.ply --resolution 256   # or .obj / .glb; {mesh} is done")
     print(f"  tensorfields train --data {scene_path} --budget 240 --out runs/demo-long   # longer run")
