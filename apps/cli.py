@@ -138,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench_mesh.add_argument("--threshold", type=float, default=0.01, help="F-score threshold as a fraction of the scene size (default: 0.01)")
     bench_mesh.add_argument("--json", default=None, help="write the results to this JSON file")
 
+    bench_factors = bench_commands.add_parser("factors", help="VM/CP factor sampling forward + backward, native vs grid_sample")
+    bench_factors.add_argument("--repeats", type=int, default=5, help="timed runs per configuration (default: 5)")
+    bench_factors.add_argument("--json", default=None, help="write the results to this JSON file")
+
     demo = commands.add_parser("demo", help="train, evaluate and render the demo scene", description="The demo.")
     demo.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     demo.add_argument("--budget", type=float, default=60.0, help="seconds of training (default: 60)")
@@ -172,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
             from .mesh_metrics import bench_mesh
 
             bench_mesh(args)
+        elif args.command == "bench" and args.bench == "factors":
+            from .bench_factors import bench_factors
+
+            bench_factors(args)
         elif args.command == "bench" and args.bench == "march":
             from .bench_march import bench_march
 

@@ -12,7 +12,7 @@ import pytest
 
 from apps.cli import main
 
-SUBCOMMANDS = [["train"], ["eval"], ["render"], ["demo"], ["bench"], ["bench", "train"], ["bench", "march"]]
+SUBCOMMANDS = [["train"], ["eval"], ["render"], ["demo"], ["bench"], ["bench", "train"], ["bench", "march"], ["bench", "factors"]]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS, ids=" ".join)

@@ -1,6 +1,5 @@
-"""Side-by-side timing of factor sampling, forward + backward: native kernel vs grid_sample reference.
-
-    python3 -m cuda_ext.bench_factors [--repeats 5]
+"""`tensorfields bench factors`: factor sampling forward + backward, native kernel vs the
+grid_sample reference, side by side.
 
 Prints one line per configuration (TensoRF's default ranks: 16 per VM pair for density, summed;
 48 for appearance; CP 96 / 288) with the median time of each path and their ratio. Both paths
@@ -10,15 +9,18 @@ run back to back on the same inputs, so load from other processes hits both alik
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 
-from . import reference
-from ._backend import native, status
-from .factor_ops import cp_sample, vm_sample
+from cuda_ext import cp_sample, reference, status, vm_sample
+
+__all__ = ["bench_factors", "bench_vm", "bench_cp"]
 
 
 def _time(step: Callable[[], None], repeats: int) -> float:
@@ -67,22 +69,23 @@ def bench_cp(rank: int, resolution: int, num_points: int, reduce: bool, repeats:
     return ref, nat
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
-    if native() is None:
-        raise SystemExit(f"native extension unavailable: {status()['error'] or 'forced off'}")
+def bench_factors(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Time every configuration (`args.repeats` runs each); print a table, write `args.json`."""
+    if not status()["native"]:
+        raise ValueError(f"the native extension is not available ({status()['error'] or 'forced off'}); nothing to compare")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; forward + backward, median of {args.repeats}")
     print(f"{'op':<4} {'R':>4} {'res':>4} {'N':>6} {'reduce':>6} {'grid_sample':>12} {'native':>9} {'speedup':>8}")
-    cases = [("vm", 16, True), ("vm", 48, False), ("cp", 96, True), ("cp", 288, False)]
-    for op, rank, reduce in cases:
+    rows = []
+    for op, rank, reduce in [("vm", 16, True), ("vm", 48, False), ("cp", 96, True), ("cp", 288, False)]:
         for resolution in (128, 300):
             for num_points in (10_000, 50_000):
                 bench = bench_vm if op == "vm" else bench_cp
                 ref, nat = bench(rank, resolution, num_points, reduce, args.repeats)
                 print(f"{op:<4} {rank:>4} {resolution:>4} {num_points:>6} {reduce!s:>6} {ref * 1e3:>9.1f} ms {nat * 1e3:>6.1f} ms {ref / nat:>7.1f}x")
-
-
-if __name__ == "__main__":
-    main()
+                rows.append(
+                    {"op": op, "rank": rank, "resolution": resolution, "points": num_points, "reduce": reduce,
+                     "reference_ms": round(ref * 1e3, 2), "native_ms": round(nat * 1e3, 2), "speedup": round(ref / nat, 2)}
+                )  # fmt: skip
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return rows
