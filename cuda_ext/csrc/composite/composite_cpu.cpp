@@ -4,27 +4,15 @@
 
 #include "../ops.h"
 #include "composite.h"
+#include "composite_tensors.h"
 
 namespace tensorfields {
-
-namespace {
-
-template <typename scalar_t>
-PackedSamples<scalar_t> packed_samples(const at::Tensor& sigmas, const at::Tensor& rgbs, const at::Tensor& t_starts,
-                                       const at::Tensor& t_ends) {
-  return {sigmas.data_ptr<scalar_t>(), rgbs.data_ptr<scalar_t>(), t_starts.data_ptr<scalar_t>(), t_ends.data_ptr<scalar_t>()};
-}
-
-}  // namespace
 
 std::vector<at::Tensor> composite_forward_cpu(const at::Tensor& sigmas, const at::Tensor& rgbs, const at::Tensor& t_starts,
                                               const at::Tensor& t_ends, const at::Tensor& packed_info, double stop_eps) {
   const int64_t num_rays = packed_info.size(0);
-  at::Tensor rgb = at::empty({num_rays, 3}, sigmas.options());
-  at::Tensor opacity = at::empty({num_rays}, sigmas.options());
-  at::Tensor depth = at::empty({num_rays}, sigmas.options());
-  at::Tensor weights = at::empty_like(sigmas);
-  at::Tensor transmittance = at::empty_like(sigmas);
+  std::vector<at::Tensor> outputs = composite_outputs(sigmas, num_rays);
+  const at::Tensor &rgb = outputs[0], &opacity = outputs[1], &depth = outputs[2], &weights = outputs[3], &transmittance = outputs[4];
   const int64_t* info = packed_info.data_ptr<int64_t>();
   AT_DISPATCH_FLOATING_TYPES(sigmas.scalar_type(), "composite_forward_cpu", [&] {
     const PackedSamples<scalar_t> samples = packed_samples<scalar_t>(sigmas, rgbs, t_starts, t_ends);
@@ -40,7 +28,7 @@ std::vector<at::Tensor> composite_forward_cpu(const at::Tensor& sigmas, const at
                               out_depth + r);
     });
   });
-  return {rgb, opacity, depth, weights, transmittance};
+  return outputs;
 }
 
 std::vector<at::Tensor> composite_backward_cpu(const at::Tensor& grad_rgb, const at::Tensor& grad_opacity,

@@ -4,6 +4,7 @@
 
 #include "../ops.h"
 #include "composite.h"
+#include "composite_tensors.h"
 
 namespace tensorfields {
 
@@ -23,14 +24,10 @@ cudaError_t launch_transmittance(const scalar_t* sigmas, const scalar_t* t_start
 std::vector<at::Tensor> composite_forward_cuda(const at::Tensor& sigmas, const at::Tensor& rgbs, const at::Tensor& t_starts,
                                                const at::Tensor& t_ends, const at::Tensor& packed_info, double stop_eps) {
   const int64_t num_rays = packed_info.size(0);
-  at::Tensor rgb = at::empty({num_rays, 3}, sigmas.options());
-  at::Tensor opacity = at::empty({num_rays}, sigmas.options());
-  at::Tensor depth = at::empty({num_rays}, sigmas.options());
-  at::Tensor weights = at::empty_like(sigmas);
-  at::Tensor transmittance = at::empty_like(sigmas);
+  std::vector<at::Tensor> outputs = composite_outputs(sigmas, num_rays);
+  const at::Tensor &rgb = outputs[0], &opacity = outputs[1], &depth = outputs[2], &weights = outputs[3], &transmittance = outputs[4];
   AT_DISPATCH_FLOATING_TYPES(sigmas.scalar_type(), "composite_forward_cuda", [&] {
-    const PackedSamples<scalar_t> samples{sigmas.data_ptr<scalar_t>(), rgbs.data_ptr<scalar_t>(), t_starts.data_ptr<scalar_t>(),
-                                          t_ends.data_ptr<scalar_t>()};
+    const PackedSamples<scalar_t> samples = packed_samples<scalar_t>(sigmas, rgbs, t_starts, t_ends);
     TORCH_CHECK(launch_composite_forward<scalar_t>(samples, packed_info.data_ptr<int64_t>(), num_rays,
                                                    static_cast<scalar_t>(stop_eps), weights.data_ptr<scalar_t>(),
                                                    transmittance.data_ptr<scalar_t>(), rgb.data_ptr<scalar_t>(),
@@ -38,7 +35,7 @@ std::vector<at::Tensor> composite_forward_cuda(const at::Tensor& sigmas, const a
                                                    at::cuda::getCurrentCUDAStream()) == cudaSuccess,
                 "composite forward kernel failed");
   });
-  return {rgb, opacity, depth, weights, transmittance};
+  return outputs;
 }
 
 std::vector<at::Tensor> composite_backward_cuda(const at::Tensor& grad_rgb, const at::Tensor& grad_opacity,
@@ -49,8 +46,7 @@ std::vector<at::Tensor> composite_backward_cuda(const at::Tensor& grad_rgb, cons
   at::Tensor grad_sigmas = at::empty_like(sigmas);
   at::Tensor grad_rgbs = at::empty_like(rgbs);
   AT_DISPATCH_FLOATING_TYPES(sigmas.scalar_type(), "composite_backward_cuda", [&] {
-    const PackedSamples<scalar_t> samples{sigmas.data_ptr<scalar_t>(), rgbs.data_ptr<scalar_t>(), t_starts.data_ptr<scalar_t>(),
-                                          t_ends.data_ptr<scalar_t>()};
+    const PackedSamples<scalar_t> samples = packed_samples<scalar_t>(sigmas, rgbs, t_starts, t_ends);
     TORCH_CHECK(launch_composite_backward<scalar_t>(
                     samples, packed_info.data_ptr<int64_t>(), packed_info.size(0), static_cast<scalar_t>(stop_eps),
                     weights.data_ptr<scalar_t>(), transmittance.data_ptr<scalar_t>(), grad_rgb.data_ptr<scalar_t>(),
