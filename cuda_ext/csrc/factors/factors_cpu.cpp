@@ -25,23 +25,33 @@ struct VMSampleCorners {
   int64_t sample;
 };
 
-// Corners of every sample in every pair, [3 * N] pair-major; within a pair sorted by plane offset
-// (a counting sort on the plane row), so that every component pass walks its plane slice in
-// order instead of at random: the hardware prefetcher then hides the memory latency.
+// Planes of one pair larger than this (bytes, all components) do not stay in cache: sort their samples.
+constexpr int64_t kSortAbovePlaneBytes = int64_t{4} << 20;
+
+// Stable counting sort of `n` samples' corners by the row of their plane corner (`height` rows of `width`).
+template <typename scalar_t>
+void sort_by_plane_row(VMSampleCorners<scalar_t>* corners, int64_t n, int32_t height, int32_t width) {
+  std::vector<int64_t> next(height + 1, 0);  // per row: first slot of its samples
+  for (int64_t s = 0; s < n; ++s) ++next[corners[s].corners.plane.offset / width + 1];
+  for (int32_t row = 0; row < height; ++row) next[row + 1] += next[row];
+  std::vector<VMSampleCorners<scalar_t>> unsorted(corners, corners + n);
+  for (const VMSampleCorners<scalar_t>& c : unsorted) corners[next[c.corners.plane.offset / width]++] = c;
+}
+
+// Corners of every sample in every pair, [3 * N] pair-major. Where a pair's planes outgrow the
+// cache, its samples are sorted by plane row (a counting sort), so that every component pass walks
+// its plane slice in order instead of at random and the hardware prefetcher hides the memory
+// latency; smaller planes stay cached and the sort would cost more than it saves.
 template <typename scalar_t>
 std::vector<VMSampleCorners<scalar_t>> vm_all_corners(const VMFactorsView<scalar_t>& f, const scalar_t* xn, int64_t n) {
   std::vector<VMSampleCorners<scalar_t>> sorted(3 * n);
-  std::vector<VMCorners<scalar_t>> corners(n);
   for (int pair = 0; pair < 3; ++pair) {
-    at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) {
-      for (int64_t s = begin; s < end; ++s) corners[s] = vm_corners(f, pair, xn + 3 * s);
-    });
-    const int32_t width = f.width[pair];
-    std::vector<int64_t> next(f.height[pair] + 1, 0);  // per row: first slot in `sorted`
-    for (int64_t s = 0; s < n; ++s) ++next[corners[s].plane.offset / width + 1];
-    for (int32_t row = 0; row < f.height[pair]; ++row) next[row + 1] += next[row];
     VMSampleCorners<scalar_t>* out = sorted.data() + pair * n;
-    for (int64_t s = 0; s < n; ++s) out[next[corners[s].plane.offset / width]++] = {corners[s], s};
+    at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) {
+      for (int64_t s = begin; s < end; ++s) out[s] = {vm_corners(f, pair, xn + 3 * s), s};
+    });
+    const int64_t plane_bytes = (f.first[pair + 1] - f.first[pair]) * f.height[pair] * f.width[pair] * int64_t{sizeof(scalar_t)};
+    if (plane_bytes > kSortAbovePlaneBytes) sort_by_plane_row(out, n, f.height[pair], f.width[pair]);
   }
   return sorted;
 }
@@ -111,6 +121,35 @@ at::Tensor components_fwd(int64_t components, int64_t n, bool reduce, const at::
         component_fwd(r, ptr + p * n, r > p * components / parts);
   });
   return parts == 1 ? partial[0] : partial.sum(0);
+}
+
+// Sum over all components `[n]`, sample by sample: in plane-row order a block of samples reads the
+// same few rows of every component's plane, so the sum stays in a register and each sample is
+// written once per pair (samples are unique within a pair, so blocks never collide).
+template <typename scalar_t>
+at::Tensor vm_sum_fwd(const VMFactorsView<scalar_t>& f, const VMSampleCorners<scalar_t>* corners, int64_t n,
+                      const at::TensorOptions& options) {
+  at::Tensor out = at::zeros({n}, options);
+  scalar_t* sum = out.data_ptr<scalar_t>();
+  for (int pair = 0; pair < 3; ++pair) {
+    const VMSampleCorners<scalar_t>* c = corners + pair * n;
+    const int32_t dx = axis_step(f.width[pair]), dy = axis_step(f.height[pair]) * f.width[pair];
+    const int32_t dl = axis_step(f.length[pair]);
+    const int64_t plane_size = int64_t{f.height[pair]} * f.width[pair];
+    const int64_t components = f.first[pair + 1] - f.first[pair];
+    at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {
+      for (int64_t s = begin; s < end; ++s) {
+        const VMCorners<scalar_t>& cs = c[s].corners;
+        const scalar_t* plane = f.planes[pair];
+        const scalar_t* line = f.lines[pair];
+        scalar_t acc = 0;
+        for (int64_t r = 0; r < components; ++r, plane += plane_size, line += f.length[pair])
+          acc += plane_value(plane, cs.plane, dx, dy) * line_value(line, cs.line, dl);
+        sum[c[s].sample] += acc;
+      }
+    });
+  }
+  return out;
 }
 
 template <typename scalar_t>
@@ -183,6 +222,7 @@ at::Tensor vm_sample_fwd_cpu(const std::vector<at::Tensor>& planes, const std::v
   return AT_DISPATCH_FLOATING_TYPES(xn.scalar_type(), "vm_sample_fwd_cpu", [&] {
     const VMFactorsView<scalar_t> f = vm_view<scalar_t>(planes, lines);
     const std::vector<VMSampleCorners<scalar_t>> corners = vm_all_corners(f, xn.data_ptr<scalar_t>(), n);
+    if (reduce) return vm_sum_fwd(f, corners.data(), n, xn.options());
     return components_fwd<scalar_t>(f.first[3], n, reduce, xn.options(), [&](int64_t r, scalar_t* row, bool accumulate) {
       (accumulate ? vm_component_fwd<true, scalar_t> : vm_component_fwd<false, scalar_t>)(f, corners.data(), n, r, row);
     });
