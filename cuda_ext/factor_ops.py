@@ -22,11 +22,20 @@ def _check_points(xn: object) -> torch.Tensor:
     return check_tensor("xn", xn, (None, 3), dtype)
 
 
+def _core(factor: torch.Tensor, dims: int) -> torch.Tensor:
+    """A factor as its `dims`-d core: planes `[1, R, H, W]` -> `[R, H, W]`, lines `[1, R, L, 1]` -> `[R, L]`
+    (a view; other tensors are returned as they are)."""
+    if isinstance(factor, torch.Tensor) and factor.dim() == 4 and factor.shape[0] == 1 and (dims == 3 or factor.shape[3] == 1):
+        return factor[0] if dims == 3 else factor[0, :, :, 0]
+    return factor
+
+
 def _check_factors(name: str, factors: object, dims: int, xn: torch.Tensor) -> list[torch.Tensor]:
-    """`factors` must be 3 contiguous `dims`-d tensors of xn's dtype on xn's device; returns them as a list."""
+    """`factors` must be 3 contiguous `dims`-d tensors (or the 4-d parameters of TensoRF's layout) of
+    xn's dtype on xn's device; returns their `dims`-d cores."""
     if not isinstance(factors, Sequence) or len(factors) != 3:
         raise ValueError(f"{name} must be a sequence of 3 tensors, got {type(factors).__name__}")
-    return [check_tensor(f"{name}[{i}]", f, (None,) * dims, xn.dtype, xn.device) for i, f in enumerate(factors)]
+    return [check_tensor(f"{name}[{i}]", _core(f, dims), (None,) * dims, xn.dtype, xn.device) for i, f in enumerate(factors)]
 
 
 def _native_for(xn: torch.Tensor) -> ModuleType | None:
@@ -35,35 +44,41 @@ def _native_for(xn: torch.Tensor) -> ModuleType | None:
 
 
 class _VMSample(torch.autograd.Function):
-    """Native VM sampling; gradients w.r.t. the planes and lines (not xn)."""
+    """Native VM sampling; gradients w.r.t. the planes and lines (not xn). The factors may be the
+    4-d parameters themselves: their cores are taken inside, so no view enters the autograd graph
+    (a select's backward would copy every gradient into a zero tensor of the parameter's size)."""
 
     @staticmethod
     def forward(ctx: Any, module: ModuleType, xn: torch.Tensor, reduce: bool, *factors: torch.Tensor) -> torch.Tensor:
         ctx.module, ctx.reduce = module, reduce
         ctx.save_for_backward(xn, *factors)
-        return module.vm_sample_fwd(list(factors[:3]), list(factors[3:]), xn, reduce)
+        return module.vm_sample_fwd(_cores(factors[:3], 3), _cores(factors[3:], 2), xn, reduce)
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         xn, *factors = ctx.saved_tensors
-        grads = ctx.module.vm_sample_bwd(factors[:3], factors[3:], xn, grad_out.contiguous(), ctx.reduce)
-        return (None, None, None, *grads)
+        grads = ctx.module.vm_sample_bwd(_cores(factors[:3], 3), _cores(factors[3:], 2), xn, grad_out.contiguous(), ctx.reduce)
+        return (None, None, None, *(grad.view(factor.shape) for grad, factor in zip(grads, factors)))
 
 
 class _CPSample(torch.autograd.Function):
-    """Native CP sampling; gradients w.r.t. the lines (not xn)."""
+    """Native CP sampling; gradients w.r.t. the lines (not xn); lines may be 4-d parameters (see _VMSample)."""
 
     @staticmethod
     def forward(ctx: Any, module: ModuleType, xn: torch.Tensor, reduce: bool, *lines: torch.Tensor) -> torch.Tensor:
         ctx.module, ctx.reduce = module, reduce
         ctx.save_for_backward(xn, *lines)
-        return module.cp_sample_fwd(list(lines), xn, reduce)
+        return module.cp_sample_fwd(_cores(lines, 2), xn, reduce)
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         xn, *lines = ctx.saved_tensors
-        grads = ctx.module.cp_sample_bwd(lines, xn, grad_out.contiguous(), ctx.reduce)
-        return (None, None, None, *grads)
+        grads = ctx.module.cp_sample_bwd(_cores(lines, 2), xn, grad_out.contiguous(), ctx.reduce)
+        return (None, None, None, *(grad.view(line.shape) for grad, line in zip(grads, lines)))
+
+
+def _cores(factors: Sequence[torch.Tensor], dims: int) -> list[torch.Tensor]:
+    return [_core(factor, dims) for factor in factors]
 
 
 def vm_sample(planes: Sequence[torch.Tensor], lines: Sequence[torch.Tensor], xn: torch.Tensor, reduce: bool) -> torch.Tensor:
@@ -73,22 +88,22 @@ def vm_sample(planes: Sequence[torch.Tensor], lines: Sequence[torch.Tensor], xn:
     when xn requires one, the reference runs instead).
 
     Args:
-        planes: three contiguous planes `[R_i, H_i, W_i]` (e.g. `param[0]` of `[1, R_i, H_i, W_i]` parameters).
-        lines: three contiguous lines `[R_i, L_i]` (e.g. `param[0, :, :, 0]` of `[1, R_i, L_i, 1]` parameters).
+        planes: three contiguous planes `[R_i, H_i, W_i]`, or TensoRF's `[1, R_i, H_i, W_i]` parameters.
+        lines: three contiguous lines `[R_i, L_i]`, or TensoRF's `[1, R_i, L_i, 1]` parameters.
         xn: points `[N, 3]` in [-1, 1], float32 or float64 (the factors' dtype).
         reduce: return the sum over all components `[N]` instead of the products.
     Returns:
         `[R_0 + R_1 + R_2, N]` (pair 0's components first), or `[N]` if `reduce`.
     """
     xn = _check_points(xn)
-    planes = _check_factors("planes", planes, 3, xn)
-    lines = _check_factors("lines", lines, 2, xn)
-    for i, (plane, line) in enumerate(zip(planes, lines)):
+    plane_cores = _check_factors("planes", planes, 3, xn)
+    line_cores = _check_factors("lines", lines, 2, xn)
+    for i, (plane, line) in enumerate(zip(plane_cores, line_cores)):
         if plane.shape[0] != line.shape[0]:
             raise ValueError(f"planes[{i}] has {plane.shape[0]} components but lines[{i}] has {line.shape[0]}")
     module = _native_for(xn)
     if module is None:
-        return reference.vm_sample(planes, lines, xn, reduce)
+        return reference.vm_sample(plane_cores, line_cores, xn, reduce)
     return _VMSample.apply(module, xn, bool(reduce), *planes, *lines)
 
 
@@ -98,17 +113,17 @@ def cp_sample(lines: Sequence[torch.Tensor], xn: torch.Tensor, reduce: bool) -> 
     Differentiable w.r.t. the lines (not xn: when xn requires a gradient, the reference runs instead).
 
     Args:
-        lines: three contiguous lines `[R, L_a]` along x, y, z (e.g. `param[0, :, :, 0]` of `[1, R, L_a, 1]`).
+        lines: three contiguous lines `[R, L_a]` along x, y, z, or TensoRF's `[1, R, L_a, 1]` parameters.
         xn: points `[N, 3]` in [-1, 1], float32 or float64 (the lines' dtype).
         reduce: return the sum over components `[N]` instead of the products.
     Returns:
         `[R, N]`, or `[N]` if `reduce`.
     """
     xn = _check_points(xn)
-    lines = _check_factors("lines", lines, 2, xn)
-    if not lines[0].shape[0] == lines[1].shape[0] == lines[2].shape[0]:
-        raise ValueError(f"lines must have the same number of components, got {[line.shape[0] for line in lines]}")
+    cores = _check_factors("lines", lines, 2, xn)
+    if not cores[0].shape[0] == cores[1].shape[0] == cores[2].shape[0]:
+        raise ValueError(f"lines must have the same number of components, got {[line.shape[0] for line in cores]}")
     module = _native_for(xn)
     if module is None:
-        return reference.cp_sample(lines, xn, reduce)
+        return reference.cp_sample(cores, xn, reduce)
     return _CPSample.apply(module, xn, bool(reduce), *lines)

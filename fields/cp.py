@@ -10,7 +10,7 @@ from torch import nn
 
 from cuda_ext import cp_sample
 
-from .factors import line_view, resize_line
+from .factors import resize_line
 from .tensor_grid import TensorGridField
 
 __all__ = ["CPField"]
@@ -46,10 +46,10 @@ class CPField(TensorGridField):
         return self.appearance_components
 
     def _density_feature(self, xn: torch.Tensor) -> torch.Tensor:
-        return cp_sample([line_view(line) for line in self.density_line], xn.contiguous(), reduce=True)
+        return cp_sample(list(self.density_line), xn.contiguous(), reduce=True)
 
     def _appearance_feature(self, xn: torch.Tensor) -> torch.Tensor:
-        return cp_sample([line_view(line) for line in self.app_line], xn.contiguous(), reduce=False)
+        return cp_sample(list(self.app_line), xn.contiguous(), reduce=False)
 
     def _resample(self, index_lo: list[int] | None, index_hi: list[int] | None, resolution: list[int]) -> None:
         for lines in (self.density_line, self.app_line):

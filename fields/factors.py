@@ -15,17 +15,7 @@ import torch.nn.functional as F
 
 from cuda_ext.reference import sample_line, sample_plane
 
-__all__ = ["sample_plane", "sample_line", "plane_view", "line_view", "resize_plane", "resize_line", "total_variation"]
-
-
-def plane_view(plane: torch.Tensor) -> torch.Tensor:
-    """A `[1, R, H, W]` plane parameter as `[R, H, W]` (a view: gradients reach the parameter)."""
-    return plane[0]
-
-
-def line_view(line: torch.Tensor) -> torch.Tensor:
-    """A `[1, R, L, 1]` line parameter as `[R, L]` (a view: gradients reach the parameter)."""
-    return line[0, :, :, 0]
+__all__ = ["sample_plane", "sample_line", "resize_plane", "resize_line", "total_variation"]
 
 
 def resize_plane(plane: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -13,7 +13,7 @@ from cuda_ext import vm_sample
 from cuda_ext.reference import VM_LINE_AXES as LINE_AXES
 from cuda_ext.reference import VM_PLANE_AXES as PLANE_AXES
 
-from .factors import line_view, plane_view, resize_line, resize_plane
+from .factors import resize_line, resize_plane
 from .tensor_grid import TensorGridField
 
 __all__ = ["VMField", "PLANE_AXES", "LINE_AXES"]
@@ -63,7 +63,7 @@ class VMField(TensorGridField):
     @staticmethod
     def _sample(planes: nn.ParameterList, lines: nn.ParameterList, xn: torch.Tensor, reduce: bool) -> torch.Tensor:
         """Plane x line products `[sum R_i, N]` at normalized points `xn [N, 3]`, or their sum `[N]`."""
-        return vm_sample([plane_view(plane) for plane in planes], [line_view(line) for line in lines], xn.contiguous(), reduce)
+        return vm_sample(list(planes), list(lines), xn.contiguous(), reduce)
 
     def _resample(self, index_lo: list[int] | None, index_hi: list[int] | None, resolution: list[int]) -> None:
         for planes, lines in ((self.density_plane, self.density_line), (self.app_plane, self.app_line)):

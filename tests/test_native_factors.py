@@ -152,7 +152,7 @@ def _vm_args() -> dict:
         (lambda a: {**a, "xn": a["xn"].t().contiguous().t()}, ValueError, "xn must be contiguous"),
         (lambda a: {**a, "xn": a["xn"].tolist()}, TypeError, "xn must be a torch.Tensor"),
         (lambda a: {**a, "planes": [p.double() for p in a["planes"]]}, TypeError, "planes[0] must be torch.float32"),
-        (lambda a: {**a, "planes": [a["planes"][0], a["planes"][1][None], a["planes"][2]]}, ValueError, "planes[1] must have shape [*, *, *]"),
+        (lambda a: {**a, "planes": [a["planes"][0], a["planes"][1][None, None], a["planes"][2]]}, ValueError, "planes[1] must have shape [*, *, *]"),
         (lambda a: {**a, "planes": [a["planes"][0], a["planes"][1], a["planes"][2].transpose(1, 2)]}, ValueError, "planes[2] must be contiguous"),
         (lambda a: {**a, "planes": a["planes"][:2]}, ValueError, "planes must be a sequence of 3 tensors"),
         (lambda a: {**a, "lines": [a["lines"][0][:, None], *a["lines"][1:]]}, ValueError, "lines[0] must have shape [*, *]"),
