@@ -138,6 +138,27 @@ def build_parser() -> argparse.ArgumentParser:
     bench_mesh.add_argument("--threshold", type=float, default=0.01, help="F-score threshold as a fraction of the scene size (default: 0.01)")
     bench_mesh.add_argument("--json", default=None, help="write the results to this JSON file")
 
+    bench_render = bench_commands.add_parser(
+        "render", help="seconds to render one viewer frame (orbit camera) of a run, median after a warm-up"
+    )
+    bench_render.add_argument(
+        "--run", default=None, help="run folder (default: a VM run on the demo scene, trained or reused in runs/bench-render)"
+    )
+    bench_render.add_argument("--size", type=int, default=256, help="frame width in pixels (default: 256)")
+    bench_render.add_argument("--frames", type=int, default=5, help="timed frames, around the orbit (default: 5)")
+    bench_render.add_argument("--budget", type=float, default=60.0, help="seconds of training when a run is needed (default: 60)")
+    bench_render.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    bench_render.add_argument("--json", default=None, help="write the results to this JSON file")
+
+    view = commands.add_parser(
+        "view", help="explore a run in the browser (Gradio)", description="Serve an interactive viewer of a run folder."
+    )
+    view.add_argument("run", help="run folder")
+    view.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    view.add_argument("--port", type=int, default=None, help="port (default: Gradio's, 7860 or the next free one)")
+    view.add_argument("--share", action="store_true", help="also serve through a public gradio.live link (default: off)")
+    view.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+
     demo = commands.add_parser("demo", help="train, evaluate and render the demo scene", description="The demo.")
     demo.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     demo.add_argument("--budget", type=float, default=60.0, help="seconds of training (default: 60)")
@@ -172,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
             from .mesh_metrics import bench_mesh
 
             bench_mesh(args)
+        elif args.command == "bench" and args.bench == "render":
+            from .bench_render import bench_render
+
+            bench_render(args)
         elif args.command == "bench" and args.bench == "march":
             from .bench_march import bench_march
 
@@ -180,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
             from .bench import bench_train
 
             bench_train(args)
+        elif args.command == "view":
+            from .viewer import view_command
+
+            view_command(args)
         elif args.command == "demo":
             from .demo import demo
 
