@@ -164,7 +164,7 @@ def build_viewer(run_dir: str | Path, device: str | None = None) -> Any:
 
 
 def _orbit_controls(gr: Any, state: ViewerState) -> list[Any]:
-    """Inputs of `ViewerState.render`, in its argument order."""
+    """Inputs of `ViewerState.render`, in its argument order; a rank slider only for `Slimmable` fields."""
     rig = state.rig
     azimuth = gr.Slider(-180, 180, value=0, step=1, label="azimuth (deg)", elem_id="azimuth")
     elevation = gr.Slider(-89, 89, value=round(rig.elevation), step=1, label="elevation (deg)", elem_id="elevation")
@@ -173,13 +173,20 @@ def _orbit_controls(gr: Any, state: ViewerState) -> list[Any]:
     width = gr.Radio(list(RESOLUTIONS), value=128, label="resolution (width, px)", elem_id="resolution")
     mode = gr.Radio(list(RENDER_MODES), value="RGB", label="render mode", elem_id="mode")
     max_rank = state.max_rank
-    rank = gr.Slider(1, max_rank or 1, value=max_rank or 1, step=1, label="rank", visible=max_rank is not None, elem_id="rank")
+    if max_rank is None:
+        rank = gr.State(None)
+    else:
+        rank = gr.Slider(1, max_rank, value=max_rank, step=1, label="rank", elem_id="rank")
     return [azimuth, elevation, distance, fov, width, mode, rank]
 
 
 def _wire_orbit(state: ViewerState, controls: list[Any], image: Any, info: Any) -> None:
-    """Sliders: preview while dragged (`.input`), full frame on `.release`; selectors: full frame on `.change`."""
-    for slider in (controls[0], controls[1], controls[2], controls[3], controls[6]):
+    """Sliders: preview while dragged (`.input`), full frame on `.release`; selectors: full frame on
+    `.change`. The rank is a slider only for `Slimmable` fields (else a `gr.State` holding None)."""
+    import gradio as gr
+
+    sliders = [control for control in controls if isinstance(control, gr.Slider)]
+    for slider in sliders:
         slider.input(state.preview, inputs=controls, outputs=[image, info], trigger_mode="always_last", show_progress="hidden")
         slider.release(state.render, inputs=controls, outputs=[image, info], trigger_mode="always_last", show_progress="hidden")
     for selector in (controls[4], controls[5]):
