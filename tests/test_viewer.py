@@ -8,6 +8,7 @@ import shutil
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -110,6 +111,13 @@ def test_newer_checkpoint_format_is_a_clear_error(view_run: Path, tmp_path: Path
         build_viewer(run)
 
 
+@pytest.mark.parametrize("command", [["view"], ["bench", "render"]])
+def test_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0 and "usage: tensorfields" in capsys.readouterr().out
+
+
 def test_bench_render(view_run: Path, tmp_path: Path) -> None:
     report = tmp_path / "render.json"
     assert main(["bench", "render", "--run", str(view_run), "--size", "32", "--frames", "2", "--json", str(report)]) == 0
@@ -123,7 +131,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _image_src(page, timeout: float = 60.0, differs_from: str | None = None) -> str:
+def _image_src(page: Any, timeout: float = 60.0, differs_from: str | None = None) -> str:
     """The render's image src once it is set (and differs from `differs_from`)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
