@@ -141,6 +141,26 @@ def build_parser() -> argparse.ArgumentParser:
     bench_factors = bench_commands.add_parser("factors", help="VM/CP factor sampling forward + backward, native vs grid_sample")
     bench_factors.add_argument("--repeats", type=int, default=5, help="timed runs per configuration (default: 5)")
     bench_factors.add_argument("--json", default=None, help="write the results to this JSON file")
+    bench_render = bench_commands.add_parser(
+        "render", help="seconds to render one viewer frame (orbit camera) of a run, median after a warm-up"
+    )
+    bench_render.add_argument(
+        "--run", default=None, help="run folder (default: a VM run on the demo scene, trained or reused in runs/bench-render)"
+    )
+    bench_render.add_argument("--size", type=int, default=256, help="frame width in pixels (default: 256)")
+    bench_render.add_argument("--frames", type=int, default=5, help="timed frames, around the orbit (default: 5)")
+    bench_render.add_argument("--budget", type=float, default=60.0, help="seconds of training when a run is needed (default: 60)")
+    bench_render.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    bench_render.add_argument("--json", default=None, help="write the results to this JSON file")
+
+    view = commands.add_parser(
+        "view", help="explore a run in the browser (Gradio)", description="Serve an interactive viewer of a run folder."
+    )
+    view.add_argument("run", help="run folder")
+    view.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    view.add_argument("--port", type=int, default=None, help="port (default: Gradio's, 7860 or the next free one)")
+    view.add_argument("--share", action="store_true", help="also serve through a public gradio.live link (default: off)")
+    view.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
 
     demo = commands.add_parser("demo", help="train, evaluate and render the demo scene", description="The demo.")
     demo.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
@@ -180,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
             from .bench_factors import bench_factors
 
             bench_factors(args)
+        elif args.command == "bench" and args.bench == "render":
+            from .bench_render import bench_render
+
+            bench_render(args)
         elif args.command == "bench" and args.bench == "march":
             from .bench_march import bench_march
 
@@ -188,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
             from .bench import bench_train
 
             bench_train(args)
+        elif args.command == "view":
+            from .viewer import view_command
+
+            view_command(args)
         elif args.command == "demo":
             from .demo import demo
 

@@ -40,6 +40,7 @@ def demo(args: argparse.Namespace) -> None:
     )
     print(f"demo: done in {time.perf_counter() - started:.0f} s")
     print("\nnext:")
+    print(f"  tensorfields view {out}                      # explore it in the browser")
     print(f"  tensorfields eval {out}                      # PSNR/SSIM on all held-out views")
     print(f"  tensorfields render {out} --orbit 120 --out orbit.mp4")
     print(f"  tensorfields export-mesh {out} --out mesh.ply --resolution 256   # or .obj / .glb; {mesh} is done")
