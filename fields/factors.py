@@ -2,10 +2,9 @@
 
 Coordinates are normalized to [-1, 1] over the factor's extent, with grid values at the ends
 (`align_corners=True`, as TensoRF), so slicing a factor at grid points leaves values unchanged.
-Factors are stored as `grid_sample` wants them (planes `[1, R, H, W]`, lines `[1, R, L, 1]`);
-the fused lookups `cuda_ext.vm_sample` / `cp_sample` (native kernels when built, `grid_sample`
-otherwise) take views of them without the unit dimensions. `sample_plane` and `sample_line` are
-the single-factor `grid_sample` lookups of `cuda_ext.reference`.
+Factors are stored as `grid_sample` wants them (planes `[1, R, H, W]`, lines `[1, R, L, 1]`)
+and passed as they are to the fused lookups `cuda_ext.vm_sample` / `cp_sample` (native kernels
+when built, `grid_sample` otherwise). This module resamples and regularizes them.
 """
 
 from __future__ import annotations
@@ -13,9 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cuda_ext.reference import sample_line, sample_plane
-
-__all__ = ["sample_plane", "sample_line", "resize_plane", "resize_line", "total_variation"]
+__all__ = ["resize_plane", "resize_line", "total_variation"]
 
 
 def resize_plane(plane: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

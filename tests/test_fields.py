@@ -9,10 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cuda_ext.reference import sample_line, sample_plane
 from fields import CPField, VMField, field_from_config
 from fields.base import Upsampleable
 from fields.decoders import MLPDecoder, SHDecoder, positional_encoding, sh_basis
-from fields.factors import sample_line, sample_plane, total_variation
+from fields.factors import total_variation
 from fields.tensor_grid import TensorGridField, resolution_for_voxels
 from fields.vm import LINE_AXES, PLANE_AXES
 
