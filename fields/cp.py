@@ -11,6 +11,7 @@ from torch import nn
 from cuda_ext import cp_sample
 
 from .factors import resize_line
+from .slimming import active_components
 from .tensor_grid import TensorGridField
 
 __all__ = ["CPField"]
@@ -42,14 +43,28 @@ class CPField(TensorGridField):
         self.density_line = lines(self.density_components)
         self.app_line = lines(self.appearance_components)
 
-    def _appearance_width(self) -> int:
-        return self.appearance_components
+    def _density_groups(self) -> list[int]:
+        return [self.density_components]
+
+    def _appearance_groups(self) -> list[int]:
+        return [self.appearance_components]
 
     def _density_feature(self, xn: torch.Tensor) -> torch.Tensor:
-        return cp_sample(list(self.density_line), xn.contiguous(), reduce=True)
+        return self._sample(self.density_line, xn, reduce=True)
 
     def _appearance_feature(self, xn: torch.Tensor) -> torch.Tensor:
-        return cp_sample(list(self.app_line), xn.contiguous(), reduce=False)
+        return self._sample(self.app_line, xn, reduce=False)
+
+    def _sample(self, lines: nn.ParameterList, xn: torch.Tensor, reduce: bool) -> torch.Tensor:
+        """Products of the three lines `[R, N]` at normalized points `xn [N, 3]`, or their sum `[N]`
+        (the rank mask scales the X line, so each product is scaled once)."""
+        return cp_sample([self._masked(lines[0]), lines[1], lines[2]], xn.contiguous(), reduce)
+
+    def _slimmed_config(self, rank: int) -> dict:
+        return {
+            "density_components": active_components(rank, self.density_components, self.ranks),
+            "appearance_components": active_components(rank, self.appearance_components, self.ranks),
+        }
 
     def _resample(self, index_lo: list[int] | None, index_hi: list[int] | None, resolution: list[int]) -> None:
         for lines in (self.density_line, self.app_line):

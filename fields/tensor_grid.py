@@ -2,7 +2,9 @@
 
 A subclass stores its density and appearance factors and says how to look them up; this base
 class turns them into densities (softplus with shift, scaled to world units), appearance
-(basis matrix + decoder), resamples them (upsample), crops them (shrink), and regularizes them.
+(basis matrix + decoder), resamples them (upsample), crops them (shrink), regularizes them, and
+slims them: components are rank-ordered (`fields.slimming.RankOrdered`), the rank of a factor
+being its dimension 1.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from torch import nn
 from .base import Field
 from .decoders import make_decoder
 from .factors import total_variation
+from .slimming import RankOrdered, active_components
 
 __all__ = ["TensorGridField", "resolution_for_voxels"]
 
@@ -27,7 +30,7 @@ def resolution_for_voxels(num_voxels: int, aabb: torch.Tensor) -> list[int]:
     return [max(2, int(round(s))) for s in (size / voxel).tolist()]
 
 
-class TensorGridField(Field):
+class TensorGridField(RankOrdered, Field):
     """Base of factorized grid fields.
 
     Args:
@@ -38,6 +41,7 @@ class TensorGridField(Field):
         appearance_dim: width of the appearance feature after the basis matrix (27 for SH).
         decoder: "mlp" or "sh"; decoder_pe: positional-encoding frequencies of the MLP's inputs.
         density_shift, distance_scale: sigma = distance_scale * softplus(feature + density_shift).
+        active_rank: render with this many of the rank-ordered components (None: all of them).
     """
 
     def __init__(
@@ -51,6 +55,7 @@ class TensorGridField(Field):
         decoder_pe: int = 2,
         density_shift: float = -10.0,
         distance_scale: float = 25.0,
+        active_rank: int | None = None,
     ) -> None:
         super().__init__()
         self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32).reshape(2, 3).clone())
@@ -66,13 +71,22 @@ class TensorGridField(Field):
         self._build_factors()
         self.basis = nn.Linear(self._appearance_width(), appearance_dim, bias=False)
         self.decoder = make_decoder(decoder, appearance_dim, decoder_pe)
+        self._init_ranks(max(self._density_groups()), active_rank)
 
     # --- subclass hooks -----------------------------------------------------------------
     def _build_factors(self) -> None:
         raise NotImplementedError
 
-    def _appearance_width(self) -> int:
+    def _density_groups(self) -> list[int]:
+        """Component counts of the density factor groups (per VM pair; one group for CP)."""
         raise NotImplementedError
+
+    def _appearance_groups(self) -> list[int]:
+        """Component counts of the appearance groups, in the order of the basis matrix's columns."""
+        raise NotImplementedError
+
+    def _appearance_width(self) -> int:
+        return sum(self._appearance_groups())
 
     def _density_feature(self, xn: torch.Tensor) -> torch.Tensor:
         """Normalized points `[N, 3]` -> raw density feature `[N]`."""
@@ -98,6 +112,11 @@ class TensorGridField(Field):
     def factor_parameters(self) -> list[nn.Parameter]:
         raise NotImplementedError
 
+    def _masked(self, factor: torch.Tensor) -> torch.Tensor:
+        """`factor [1, R, ...]` with its components above the active rank scaled by `rank_epsilon`."""
+        mask = self.rank_mask(factor.shape[1], factor)
+        return factor if mask is None else factor * mask.view(1, -1, *([1] * (factor.dim() - 2)))
+
     # --- Field interface ---------------------------------------------------------------
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """World points `[N, 3]` -> box coordinates in [-1, 1] `[N, 3]`."""
@@ -122,11 +141,13 @@ class TensorGridField(Field):
         losses: dict[str, torch.Tensor] = {}
         w = self.reg_weights
         if w["l1"] > 0:
-            losses["l1"] = w["l1"] * sum(f.abs().mean() for f in self.density_factors())
+            losses["l1"] = w["l1"] * sum(self._masked(f).abs().mean() for f in self.density_factors())
         if w["tv_density"] > 0 and self.density_planes():
-            losses["tv_density"] = w["tv_density"] * 1e-2 * sum(total_variation(p) for p in self.density_planes())
+            losses["tv_density"] = w["tv_density"] * 1e-2 * sum(total_variation(self._masked(p)) for p in self.density_planes())
         if w["tv_appearance"] > 0 and self.appearance_planes():
-            losses["tv_appearance"] = w["tv_appearance"] * 1e-2 * sum(total_variation(p) for p in self.appearance_planes())
+            losses["tv_appearance"] = w["tv_appearance"] * 1e-2 * sum(
+                total_variation(self._masked(p)) for p in self.appearance_planes()
+            )
         return losses
 
     def param_groups(self, lr: float, lr_network: float) -> list[dict[str, Any]]:
@@ -146,7 +167,25 @@ class TensorGridField(Field):
             "decoder_pe": self.decoder_pe,
             "density_shift": self.density_shift,
             "distance_scale": self.distance_scale,
+            **self.rank_config(),
         }
+
+    # --- slimming -----------------------------------------------------------------------
+    def _slimmed_state(self, rank: int) -> dict[str, torch.Tensor]:
+        """State dict with every factor cut to its first components at `rank`, and the basis
+        matrix to the columns of the appearance components kept."""
+        factors = {id(p) for p in self.factor_parameters()}
+        state = {}
+        for name, tensor in self.state_dict(keep_vars=True).items():
+            if id(tensor) in factors:
+                tensor = tensor[:, : active_components(rank, tensor.shape[1], self.ranks)]
+            state[name] = tensor.detach()
+        columns, start = [], 0
+        for components in self._appearance_groups():
+            columns.append(torch.arange(start, start + active_components(rank, components, self.ranks)))
+            start += components
+        state["basis.weight"] = self.basis.weight.detach()[:, torch.cat(columns)]
+        return state
 
     # --- grid geometry ------------------------------------------------------------------
     @property

@@ -14,6 +14,7 @@ from cuda_ext.reference import VM_LINE_AXES as LINE_AXES
 from cuda_ext.reference import VM_PLANE_AXES as PLANE_AXES
 
 from .factors import resize_line, resize_plane
+from .slimming import active_components
 from .tensor_grid import TensorGridField
 
 __all__ = ["VMField", "PLANE_AXES", "LINE_AXES"]
@@ -51,8 +52,11 @@ class VMField(TensorGridField):
         self.density_plane, self.density_line = planes(self.density_components), lines(self.density_components)
         self.app_plane, self.app_line = planes(self.appearance_components), lines(self.appearance_components)
 
-    def _appearance_width(self) -> int:
-        return sum(self.appearance_components)
+    def _density_groups(self) -> list[int]:
+        return list(self.density_components)
+
+    def _appearance_groups(self) -> list[int]:
+        return list(self.appearance_components)
 
     def _density_feature(self, xn: torch.Tensor) -> torch.Tensor:
         return self._sample(self.density_plane, self.density_line, xn, reduce=True)
@@ -60,10 +64,16 @@ class VMField(TensorGridField):
     def _appearance_feature(self, xn: torch.Tensor) -> torch.Tensor:
         return self._sample(self.app_plane, self.app_line, xn, reduce=False)
 
-    @staticmethod
-    def _sample(planes: nn.ParameterList, lines: nn.ParameterList, xn: torch.Tensor, reduce: bool) -> torch.Tensor:
-        """Plane x line products `[sum R_i, N]` at normalized points `xn [N, 3]`, or their sum `[N]`."""
-        return vm_sample(list(planes), list(lines), xn.contiguous(), reduce)
+    def _sample(self, planes: nn.ParameterList, lines: nn.ParameterList, xn: torch.Tensor, reduce: bool) -> torch.Tensor:
+        """Plane x line products `[sum R_i, N]` at normalized points `xn [N, 3]`, or their sum `[N]`
+        (the rank mask scales the lines, so each product is scaled once)."""
+        return vm_sample(list(planes), [self._masked(line) for line in lines], xn.contiguous(), reduce)
+
+    def _slimmed_config(self, rank: int) -> dict:
+        return {
+            "density_components": [active_components(rank, c, self.ranks) for c in self.density_components],
+            "appearance_components": [active_components(rank, c, self.ranks) for c in self.appearance_components],
+        }
 
     def _resample(self, index_lo: list[int] | None, index_hi: list[int] | None, resolution: list[int]) -> None:
         for planes, lines in ((self.density_plane, self.density_line), (self.app_plane, self.app_line)):
