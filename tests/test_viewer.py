@@ -77,7 +77,15 @@ def test_info_panel(state: ViewerState) -> None:
     _frame(state)
     info = state.info()
     assert "vm" in info and "parameters" in info and "MB" in info and "PSNR" in info and "last frame" in info
-    assert state.max_rank is None  # VM fields are not Slimmable: no rank slider
+    assert state.max_rank == 16  # VM is rank-ordered: the viewer shows a rank slider up to 16
+
+
+def test_rank_slider_renders_the_slimmed_field(state: ViewerState) -> None:
+    rig = state.rig
+    full = state.render(0.0, rig.elevation, 1.0, rig.fov, 48, "RGB", 16)[0]
+    low = state.render(0.0, rig.elevation, 1.0, rig.fov, 48, "RGB", 1)[0]
+    again = state.render(0.0, rig.elevation, 1.0, rig.fov, 48, "RGB", 16)[0]
+    assert np.array_equal(full, again) and np.abs(full.astype(int) - low.astype(int)).max() > 10
 
 
 def test_training_view_against_ground_truth(state: ViewerState) -> None:
