@@ -53,9 +53,9 @@ class Field(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def nbytes(self) -> int:
-        """Bytes of parameters and buffers, as a checkpoint of this field would store them."""
-        tensors = list(self.parameters()) + list(self.buffers())
-        return sum(t.numel() * t.element_size() for t in tensors)
+        """Bytes of parameters and persistent buffers, as a checkpoint of this field stores them
+        (non-persistent buffers, such as lookup tables rebuilt on load, are not counted)."""
+        return sum(t.numel() * t.element_size() for t in self.state_dict().values())
 
 
 @runtime_checkable
