@@ -4,6 +4,11 @@ Layout: tensors `field.*` (field state), `grid.*` (occupancy grid), `optim.<para
 (optimizer state, optional); metadata key "tensorfields" holds JSON with the format version,
 field name and config, render settings, training state and the optimizer's param groups.
 Loading never unpickles.
+
+Compact checkpoints (`tensorfields slim`) are for rendering, not for resuming: the occupancy
+grid is stored as packed bits (`grid.occupied_bits`, its running density is dropped), there is
+no optimizer state, and with `half` the field's floating-point parameters are float16 (they
+load back into float32). Version 2 added them; version 1 files still load.
 """
 
 from __future__ import annotations
@@ -15,16 +20,25 @@ from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save, save_file
 
 from fields import Field, field_from_config
 from render import OccupancyGrid, RenderSettings
 
-__all__ = ["FORMAT_VERSION", "CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "CHECKPOINT_NAME"]
+__all__ = [
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "Checkpoint",
+    "save_checkpoint",
+    "load_checkpoint",
+    "checkpoint_nbytes",
+    "CHECKPOINT_NAME",
+]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CHECKPOINT_NAME = "checkpoint.safetensors"
 
 
@@ -43,11 +57,14 @@ class Checkpoint:
     optimizer_state: dict[str, Any] | None = None
 
 
-def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
-    """Write `checkpoint` to `path` atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    tensors = {f"field.{k}": v for k, v in checkpoint.field.state_dict().items()}
-    tensors.update({f"grid.{k}": v for k, v in checkpoint.grid.state_dict().items()})
+def _serialize(checkpoint: Checkpoint, compact: bool, half: bool) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and metadata of a checkpoint file (see the module docstring)."""
+    parameters = {name for name, _ in checkpoint.field.named_parameters()}
+    tensors = {}
+    for name, value in checkpoint.field.state_dict().items():
+        if half and name in parameters and value.is_floating_point():
+            value = value.half()
+        tensors[f"field.{name}"] = value
     header: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "field": checkpoint.field.name,
@@ -55,17 +72,40 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
         "render": checkpoint.settings.to_dict(),
         "train_state": checkpoint.train_state,
     }
-    if checkpoint.optimizer_state is not None:
-        header["optimizer_groups"] = checkpoint.optimizer_state["param_groups"]
-        for param_id, state in checkpoint.optimizer_state["state"].items():
-            for key, value in state.items():
-                tensors[f"optim.{param_id}.{key}"] = torch.as_tensor(value)
+    if compact:
+        occupied = checkpoint.grid.occupied.cpu()
+        tensors["grid.aabb"] = checkpoint.grid.aabb
+        tensors["grid.occupied_bits"] = torch.from_numpy(np.packbits(occupied.flatten().numpy()))
+        header["grid_resolution"] = list(occupied.shape)
+    else:
+        tensors.update({f"grid.{k}": v for k, v in checkpoint.grid.state_dict().items()})
+        if checkpoint.optimizer_state is not None:
+            header["optimizer_groups"] = checkpoint.optimizer_state["param_groups"]
+            for param_id, state in checkpoint.optimizer_state["state"].items():
+                for key, value in state.items():
+                    tensors[f"optim.{param_id}.{key}"] = torch.as_tensor(value)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    return tensors, {"tensorfields": json.dumps(header)}
+
+
+def checkpoint_nbytes(checkpoint: Checkpoint, compact: bool = True, half: bool = False) -> int:
+    """Size in bytes of the file `save_checkpoint(..., compact, half)` would write."""
+    return len(save(*_serialize(checkpoint, compact, half)))
+
+
+def save_checkpoint(path: str | Path, checkpoint: Checkpoint, compact: bool = False, half: bool = False) -> None:
+    """Write `checkpoint` to `path` atomically (temporary file in the same folder, then rename).
+
+    `compact` writes a render-only checkpoint (packed occupancy, no optimizer state); `half`
+    also stores the field's parameters as float16.
+    """
+    path = Path(path)
+    tensors, metadata = _serialize(checkpoint, compact, half)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        save_file(tensors, tmp_name, metadata={"tensorfields": json.dumps(header)})
+        save_file(tensors, tmp_name, metadata=metadata)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp_name, 0o666 & ~umask)
@@ -101,9 +141,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Che
             )
         field = field_from_config(header["field"], header["field_config"]).to(device)
         field.load_state_dict(_section(tensors, "field."))
-        grid_state = _section(tensors, "grid.")
-        grid = OccupancyGrid(grid_state["aabb"], list(grid_state["occupied"].shape)).to(device)
-        grid.load_state_dict(grid_state)
+        grid = _load_grid(_section(tensors, "grid."), header, device)
         settings = RenderSettings.from_dict(header["render"])
     except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as error:
         raise CheckpointError(f"{path}: malformed tensorfields header or tensors ({type(error).__name__}: {error})") from None
@@ -115,6 +153,19 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Che
             state.setdefault(int(param_id), {})[name] = value
         optimizer_state = {"state": state, "param_groups": header["optimizer_groups"]}
     return Checkpoint(field, grid, settings, header.get("train_state", {}), optimizer_state)
+
+
+def _load_grid(state: dict[str, torch.Tensor], header: dict[str, Any], device: torch.device | str) -> OccupancyGrid:
+    """The occupancy grid of a full (`occupied`, `density_ema`) or compact (`occupied_bits`) checkpoint."""
+    if "occupied_bits" in state:
+        resolution = [int(r) for r in header["grid_resolution"]]
+        bits = np.unpackbits(state["occupied_bits"].cpu().numpy(), count=int(np.prod(resolution)))
+        grid = OccupancyGrid(state["aabb"], resolution)
+        grid.occupied.copy_(torch.from_numpy(bits.astype(bool)).view(resolution))
+        return grid.to(device)
+    grid = OccupancyGrid(state["aabb"], list(state["occupied"].shape)).to(device)
+    grid.load_state_dict(state)
+    return grid
 
 
 def _section(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -19,6 +19,21 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--data", required=True, help="scene folder (Blender, LLFF, transforms.json, COLMAP) or, for train, photos or a video"
     )
     parser.add_argument("--field", default="vm", help="representation: vm or cp (default: vm)")
+    parser.add_argument(
+        "--slimmable",
+        action="store_true",
+        help="train with SlimmeRF's rank incrementation so the field renders well at every rank (see slim, eval --ranks)",
+    )
+    parser.add_argument(
+        "--upsilon",
+        type=float,
+        default=None,
+        help="--slimmable: add a rank when the batch loss changes by more than this fraction between steps "
+        "(default: 0.4, or 0.1 on forward-facing scenes)",
+    )
+    parser.add_argument(
+        "--eta", type=int, default=None, help="--slimmable: least steps between two rank increments (default: 0, or 100 forward-facing)"
+    )
     parser.add_argument("--downsample", type=float, default=1.0, help="divide image size by this (default: 1)")
     parser.add_argument(
         "--batch-size", type=int, default=0, help="rays per iteration (default: 4096 on a GPU as TensoRF, 1024 on the CPU)"
@@ -98,6 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--downsample", type=float, default=None, help="image downsampling (default: the run's)")
     evaluate.add_argument("--json", default=None, help="also write the results to this JSON file")
     evaluate.add_argument("--renders", default=None, help="write the rendered views into this folder")
+    evaluate.add_argument(
+        "--ranks", default=None, help="score the field slimmed to each of these ranks, e.g. 1,2,4,8,16 (PSNR, SSIM, checkpoint size)"
+    )
+
+    slim = commands.add_parser(
+        "slim",
+        help="truncate a rank-ordered run to a lower rank (a smaller checkpoint)",
+        description="Write a run folder whose field keeps only the first RANK components of every group (SlimmeRF "
+        "test-time slimming). The checkpoint is compact: render-only (no optimizer state, packed occupancy grid).",
+    )
+    slim.add_argument("run", help="run folder of a vm, cp or trivec field (best trained with --slimmable)")
+    slim.add_argument("--rank", type=int, required=True, help="rank to keep")
+    slim.add_argument("--out", required=True, help="new run folder")
+    slim.add_argument("--half", action="store_true", help="store the field's parameters as float16 (half the size)")
 
     render = commands.add_parser("render", help="render a turntable video of a run", description="Render a video of a run.")
     render.add_argument("run", help="run folder")
@@ -137,6 +166,22 @@ def build_parser() -> argparse.ArgumentParser:
     bench_mesh.add_argument("--resolution", type=int, default=256, help="marching-cubes points on the longest side (default: 256)")
     bench_mesh.add_argument("--threshold", type=float, default=0.01, help="F-score threshold as a fraction of the scene size (default: 0.01)")
     bench_mesh.add_argument("--json", default=None, help="write the results to this JSON file")
+
+    bench_slim = bench_commands.add_parser(
+        "slim", help="PSNR and size at each rank of a field trained with and without --slimmable (same budget)"
+    )
+    bench_slim.add_argument("--data", required=True, help="scene folder, e.g. ../shared/data/lego")
+    bench_slim.add_argument("--downsample", type=float, default=8.0, help="divide image size by this (default: 8)")
+    bench_slim.add_argument("--field", default="vm", help="rank-ordered field: vm, cp or trivec (default: vm)")
+    bench_slim.add_argument("--budget", type=float, default=120.0, help="seconds of training per run (default: 120)")
+    bench_slim.add_argument("--ranks", default="1,2,4,8,16", help="ranks to score (default: 1,2,4,8,16)")
+    bench_slim.add_argument("--eval-views", type=int, default=0, help="held-out views to score (default: 0, all)")
+    bench_slim.add_argument("--upsilon", type=float, default=None, help="TRaIn threshold (default: SlimmeRF's)")
+    bench_slim.add_argument("--eta", type=int, default=None, help="TRaIn least steps between increments (default: SlimmeRF's)")
+    bench_slim.add_argument(
+        "--out", default="runs/bench-slim", help="folder of the two runs, reused when they exist (default: runs/bench-slim)"
+    )
+    bench_slim.add_argument("--json", default=None, help="write the results to this JSON file")
 
     bench_factors = bench_commands.add_parser("factors", help="VM/CP factor sampling forward + backward, native vs grid_sample")
     bench_factors.add_argument("--repeats", type=int, default=5, help="timed runs per configuration (default: 5)")
@@ -184,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
             from .commands import eval_command
 
             eval_command(args)
+        elif args.command == "slim":
+            from .slim import slim_command
+
+            slim_command(args)
         elif args.command == "render":
             from .commands import render_command
 
@@ -196,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
             from .mesh_metrics import bench_mesh
 
             bench_mesh(args)
+        elif args.command == "bench" and args.bench == "slim":
+            from .bench_slim import bench_slim
+
+            bench_slim(args)
         elif args.command == "bench" and args.bench == "factors":
             from .bench_factors import bench_factors
 

@@ -12,6 +12,7 @@ from data.sfm import run_sfm
 from .checkpoint import load_checkpoint
 from .evaluate import evaluate_views
 from .run import load_run_config, train_run
+from .slim import evaluate_ranks, parse_ranks, rank_table, slimmable_field
 from .trainer import TrainConfig, train_cameras
 from .video import render_video, video_cameras
 
@@ -29,6 +30,9 @@ def train_config(args: argparse.Namespace, **overrides) -> TrainConfig:
         grid_final=args.grid_final,
         decoder=args.decoder,
         cone_angle=args.cone_angle,
+        slimmable=args.slimmable,
+        upsilon=args.upsilon,
+        eta=args.eta,
         seed=args.seed,
         device=args.device,
     )
@@ -51,8 +55,17 @@ def eval_command(args: argparse.Namespace) -> dict:
     checkpoint = load_checkpoint(args.run)
     data = args.data or run_config["train"]["data"]
     downsample = args.downsample if args.downsample is not None else run_config["train"]["downsample"]
+    ranks = parse_ranks(args.ranks) if args.ranks else None
+    if ranks:
+        slimmable_field(checkpoint, args.run, ranks)  # check before loading the scene
     scene = load_scene(data, downsample)
     split = scene.split_name(args.split)
+    if ranks:
+        rows = evaluate_ranks(checkpoint, scene, scene.split(split), ranks)
+        print(f"{args.run}: {split} views at {scene.width}x{scene.height}, the field slimmed to each rank\n{rank_table(rows)}")
+        if args.json:
+            Path(args.json).write_text(json.dumps({"ranks": rows, "split": split, "data": str(data)}, indent=2) + "\n")
+        return {"ranks": rows}
     renders = Path(args.renders) if args.renders else None
     result = evaluate_views(checkpoint.field, checkpoint.grid, checkpoint.settings, scene, scene.split(split), renders)
     width, height = result["resolution"]

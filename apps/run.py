@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 import cuda_ext
 from data import Scene, load_scene, scene_summary
+from fields import Slimmable
 
 from .checkpoint import CHECKPOINT_NAME, CheckpointError
 from .evaluate import evaluate_views, evenly_spaced
@@ -79,6 +80,8 @@ def train_run(
         saved = "the last good checkpoint is kept" if (out / CHECKPOINT_NAME).is_file() else "no checkpoint had been written yet"
         raise RunInterrupted(f"{error}; {saved} in {out}") from None
     bar.close()
+    for event in trainer.finish():
+        log(event)
     trainer.save()
     held_out = scene.split("test")
     result = evaluate_views(trainer.field, trainer.grid, trainer.settings, scene, evenly_spaced(held_out, final_eval_views), out / "renders")
@@ -92,10 +95,18 @@ def train_run(
         "train_seconds": round(trainer.state.train_seconds, 2),
         "num_parameters": trainer.field.num_parameters(),
         "nbytes": trainer.field.nbytes(),
+        **_rank_metrics(trainer),
     }
     write_json(out / "metrics.json", metrics)
     log(f"held-out PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} on {metrics['num_views']} views; run in {out}")
     return metrics
+
+
+def _rank_metrics(trainer: Trainer) -> dict[str, Any]:
+    """`ranks` of a rank-ordered field, and whether it was trained slimmable (TRaIn)."""
+    if not isinstance(trainer.field, Slimmable):
+        return {}
+    return {"ranks": trainer.field.ranks, "slimmable": trainer.config.slimmable}
 
 
 def _describe(status: dict[str, Any]) -> str:

@@ -12,12 +12,14 @@ from typing import Any
 import torch
 
 from data import Cameras, RayBatcher, Scene
-from fields import FIELDS, Field, Upsampleable
+from fields import FIELDS, Field, Slimmable, Upsampleable
+from fields.slimming import TRAIN_EPSILON
 from fields.tensor_grid import resolution_for_voxels
 from render import NDC, OccupancyGrid, RenderSettings, camera_rays, render_rays
 
 from .checkpoint import CHECKPOINT_NAME, Checkpoint, load_checkpoint, save_checkpoint
 from .presets import field_kwargs, regularization_weights
+from .rank_incrementation import RankIncrementation
 from .schedule import Schedule
 
 __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "scene_info", "train_cameras", "write_json"]
@@ -36,6 +38,9 @@ class TrainConfig:
         four small steps cost what one large one does and make more progress.
     grid_init, grid_final: factor grid resolution per axis; 0 picks them from the image size.
     cone_angle: cone stepping for large scenes (see `RenderSettings`); 0 keeps fixed steps.
+    slimmable: train with SlimmeRF's rank incrementation (`RankIncrementation`) so that the
+        field renders well at every rank; upsilon, eta: its thresholds (None: SlimmeRF's
+        defaults for the kind of scene).
     """
 
     data: str
@@ -55,6 +60,9 @@ class TrainConfig:
     occupancy_warmup: int = 16
     occupancy_threshold: float = 1e-3
     cone_angle: float = 0.0
+    slimmable: bool = False
+    upsilon: float | None = None
+    eta: int | None = None
     decoder: str | None = None
     checkpoint_every: float = 60.0
     seed: int = 0
@@ -74,6 +82,8 @@ class TrainState:
     shrinks_done: int = 0
     shrunk: bool = False
     last_lr_reset: float = 0.0
+    previous_loss: float | None = None
+    last_rank_increment: int = 0
 
 
 def default_grid(scene: Scene) -> tuple[int, int]:
@@ -128,6 +138,7 @@ class Trainer:
             )
             self.optimizer = self._make_optimizer()
         self._apply_regularization_weights()
+        self.rank_incrementation = self._start_rank_incrementation(fresh=not self.state.iteration)
 
     # --- construction -------------------------------------------------------------------
     def _make_field(self) -> Field:
@@ -138,6 +149,19 @@ class Trainer:
         if self.config.decoder is not None:
             kwargs["decoder"] = self.config.decoder
         return cls(aabb=aabb, resolution=resolution, **kwargs)
+
+    def _start_rank_incrementation(self, fresh: bool) -> RankIncrementation | None:
+        """With `config.slimmable`: the TRaIn thresholds; a new run starts at rank 1 and the
+        components above the active rank get SlimmeRF's training epsilon."""
+        if not self.config.slimmable:
+            return None
+        if not isinstance(self.field, Slimmable):
+            raise ValueError(f"--slimmable needs a rank-ordered field (vm, cp or trivec), not '{self.config.field}'")
+        schedule = RankIncrementation.for_scene(self.scene.ndc, self.config.upsilon, self.config.eta)
+        if fresh:
+            self.field.set_active_rank(1)
+        self.field.rank_epsilon = TRAIN_EPSILON
+        return schedule
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         scale = self.schedule.lr_scale(self.progress, self.state.last_lr_reset)
@@ -253,7 +277,7 @@ class Trainer:
         self.state.iteration += 1
         elapsed = time.perf_counter() - start
         self.state.train_seconds += elapsed
-        events = self._run_schedule()
+        events = self._increment_rank(mse.item()) + self._run_schedule()
         self.state.train_seconds += time.perf_counter() - start - elapsed
         return {
             "loss": loss.item(),
@@ -262,6 +286,29 @@ class Trainer:
             "samples_per_ray": output.num_samples / len(rays),
             "events": events,
         }
+
+    def _increment_rank(self, loss: float) -> list[str]:
+        """TRaIn: add a rank when the batch loss changed abruptly (see `RankIncrementation`)."""
+        schedule, field, state = self.rank_incrementation, self.field, self.state
+        previous, state.previous_loss = state.previous_loss, loss
+        if schedule is None or field.active_rank >= field.ranks:
+            return []
+        if not schedule.due(previous, loss, state.iteration, state.last_rank_increment):
+            return []
+        field.set_active_rank(field.active_rank + 1)
+        state.last_rank_increment = state.iteration
+        change = schedule.relative_change(previous, loss)
+        return [f"rank {field.active_rank} of {field.ranks} (TRaIn: batch loss changed {change:.0%})"]
+
+    def finish(self) -> list[str]:
+        """End of training: a slimmable run that stopped short of the full rank is truncated to
+        the rank it reached (the components above it never trained). Returns what happened."""
+        field = self.field
+        if self.rank_incrementation is None or field.active_rank >= field.ranks:
+            return []
+        self.field = field.slim(field.active_rank)
+        self.optimizer = self._make_optimizer()
+        return [f"TRaIn reached rank {field.active_rank} of {field.ranks}: the field is truncated to it"]
 
     def _batch_settings(self) -> RenderSettings:
         """Render settings for one training batch. Scenes on a non-white background get a white
