@@ -191,8 +191,9 @@ class Trainer:
     def done(self) -> bool:
         return self.progress >= 1.0
 
-    def _run_schedule(self) -> list[str]:
-        """Apply the milestones that the current progress has passed; returns what happened."""
+    def _run_schedule(self, shrink_now: bool = False) -> list[str]:
+        """Apply the milestones that the current progress has passed (and shrink the box now
+        with `shrink_now`); returns what happened."""
         events = []
         if self.state.iteration >= self.config.occupancy_warmup and self.state.iteration % self.config.occupancy_every == 0:
             # every cell while the geometry forms, then a random quarter per update (as nerfacc)
@@ -203,7 +204,7 @@ class Trainer:
         if isinstance(self.field, Upsampleable):
             shrink_due = self._passed(self.state.shrinks_done, gated=False) and self.state.iteration >= 2 * self.config.occupancy_warmup
             upsample_due = self._passed(self.state.upsamples_done, gated=True)
-            if shrink_due or upsample_due:
+            if shrink_due or upsample_due or shrink_now:
                 events.append(self._shrink())
                 while self._passed(self.state.shrinks_done, gated=False):
                     self.state.shrinks_done += 1
@@ -277,7 +278,10 @@ class Trainer:
         self.state.iteration += 1
         elapsed = time.perf_counter() - start
         self.state.train_seconds += elapsed
-        events = self._increment_rank(mse.item()) + self._run_schedule()
+        rank_events = self._increment_rank(mse.item())
+        # TRaIn's low ranks carve empty space poorly: shrink the box again once the full rank is in
+        full_rank_reached = bool(rank_events) and self.field.active_rank == self.field.ranks
+        events = rank_events + self._run_schedule(shrink_now=full_rank_reached)
         self.state.train_seconds += time.perf_counter() - start - elapsed
         return {
             "loss": loss.item(),

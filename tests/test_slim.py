@@ -200,3 +200,14 @@ def test_slim_errors_are_one_line(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_box_is_shrunk_when_the_full_rank_is_reached(sphere_scene: Path, tmp_path: Path) -> None:
+    scene = load_scene(sphere_scene)
+    trainer = Trainer(small_config(sphere_scene, tmp_path / "run", iters=100, slimmable=True, upsilon=1e-9), scene)
+    for _ in range(40):
+        events = trainer.step()["events"]
+        if trainer.field.active_rank == trainer.field.ranks:
+            break
+    assert events[0] == "rank 16 of 16 (TRaIn: batch loss changed " + events[0].split("changed ")[1]
+    assert any(event.startswith(("box shrunk", "box unchanged")) for event in events[1:]), events
