@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 __all__ = ["field_kwargs", "regularization_weights"]
 
 
-def field_kwargs(name: str, ndc: bool) -> dict[str, Any]:
+def field_kwargs(name: str, ndc: bool, scene_aabb: torch.Tensor | None = None) -> dict[str, Any]:
     """Constructor arguments (besides box and resolution) for a field on a bounded or NDC scene.
 
     VM: lego config (16/48 components, MLP with PE 2) and flower config for forward-facing

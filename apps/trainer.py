@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from data import Cameras, RayBatcher, Scene
-from fields import FIELDS, Field, Slimmable, Upsampleable
+from fields import FIELDS, Field, Placeable, Slimmable, Upsampleable
 from fields.slimming import TRAIN_EPSILON
 from fields.tensor_grid import resolution_for_voxels
 from render import NDC, OccupancyGrid, RenderSettings, camera_rays, render_rays
@@ -23,6 +23,10 @@ from .rank_incrementation import RankIncrementation
 from .schedule import Schedule
 
 __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "scene_info", "train_cameras", "write_json"]
+
+
+#: `Placeable` fields are placed at the first upsample and pruned from the third on
+PRUNE_AFTER_UPSAMPLES = 3
 
 
 class TrainingDiverged(RuntimeError):
@@ -84,6 +88,7 @@ class TrainState:
     last_lr_reset: float = 0.0
     previous_loss: float | None = None
     last_rank_increment: int = 0
+    coarse: bool = False
 
 
 def default_grid(scene: Scene) -> tuple[int, int]:
@@ -142,18 +147,36 @@ class Trainer:
 
     # --- construction -------------------------------------------------------------------
     def _make_field(self) -> Field:
-        cls = FIELDS[self.config.field]
+        """The field to start with: `config.field`, or for a `Placeable` field (trivec) the coarse
+        VM whose occupancy grid will place it (`_place`, at the first upsample)."""
+        name = self.config.field
+        if issubclass(FIELDS[name], Placeable):
+            self.state.coarse, name = True, "vm"
         aabb = self.scene.aabb.float()
         resolution = resolution_for_voxels(self.schedule.grid_init**3, aabb)
-        kwargs = field_kwargs(self.config.field, ndc=self.scene.ndc)
+        return FIELDS[name](aabb=aabb, resolution=resolution, **self._field_kwargs(name))
+
+    def _field_kwargs(self, name: str) -> dict[str, Any]:
+        kwargs = field_kwargs(name, ndc=self.scene.ndc, scene_aabb=self.scene.aabb.float())
         if self.config.decoder is not None:
             kwargs["decoder"] = self.config.decoder
-        return cls(aabb=aabb, resolution=resolution, **kwargs)
+        return kwargs
+
+    def _place(self) -> str:
+        """End of the coarse stage: build `config.field` where the coarse VM's occupancy grid is
+        occupied; the grid carries over, TRaIn (if asked for) starts now."""
+        cls = FIELDS[self.config.field]
+        self.field = cls.from_occupancy(self.grid.occupied, self.grid.aabb, **self._field_kwargs(self.config.field)).to(self.device)
+        self.state.coarse = False
+        self._apply_regularization_weights()
+        self.rank_incrementation = self._start_rank_incrementation(fresh=True)
+        counts = self.field.config().get("num_tensors")
+        return f"coarse stage done: {self.config.field} placed from the occupancy grid ({counts} tensors per scale)"
 
     def _start_rank_incrementation(self, fresh: bool) -> RankIncrementation | None:
         """With `config.slimmable`: the TRaIn thresholds; a new run starts at rank 1 and the
         components above the active rank get SlimmeRF's training epsilon."""
-        if not self.config.slimmable:
+        if not self.config.slimmable or self.state.coarse:
             return None
         if not isinstance(self.field, Slimmable):
             raise ValueError(f"--slimmable needs a rank-ordered field (vm, cp or trivec), not '{self.config.field}'")
@@ -211,6 +234,8 @@ class Trainer:
             if upsample_due:
                 while self._passed(self.state.upsamples_done, gated=True):
                     self.state.upsamples_done += 1
+                if self.state.coarse:
+                    events.append(self._place())
                 events.append(self._upsample())
         if events:
             self.settings.step_size = self._step_size()
@@ -241,11 +266,21 @@ class Trainer:
             return "shrink skipped: occupancy grid is empty"
         before = self.field.aabb.clone()
         self.field.shrink(torch.stack([torch.maximum(box[0], before[0]), torch.minimum(box[1], before[1])]))
+        pruned = self._prune()
         if torch.equal(self.field.aabb, before):
-            return "box unchanged: the occupied region fills it"
+            return "box unchanged: the occupied region fills it" + pruned
         self.grid = OccupancyGrid(self.field.aabb, self.config.occupancy_resolution).to(self.device)
         self.grid.update(self.field.density, self._step_size(), self.config.occupancy_threshold, generator=self.generator)
-        return f"box shrunk to {[round(v, 3) for v in self.field.aabb.flatten().tolist()]}, resolution {self.field.resolution}"
+        return f"box shrunk to {[round(v, 3) for v in self.field.aabb.flatten().tolist()]}, resolution {self.field.resolution}" + pruned
+
+    def _prune(self) -> str:
+        """Drop a `Placeable` field's parts the occupancy grid finds empty, once the field has had
+        two milestones since its placement to grow where the scene is (earlier its density is
+        still faint everywhere and the grid says little)."""
+        if not isinstance(self.field, Placeable) or self.state.upsamples_done < PRUNE_AFTER_UPSAMPLES:
+            return ""
+        removed = self.field.prune(self.grid.occupied, self.grid.aabb)
+        return f"; {removed} empty tensors pruned" if removed else ""
 
     def _upsample(self) -> str:
         """Upsample to the voxel size of the last milestone passed (`upsamples_done` of them).

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Field, Slimmable, Upsampleable
+from .base import Field, Placeable, Slimmable, Upsampleable
 from .cp import CPField
 from .vm import VMField
 
-__all__ = ["Field", "Upsampleable", "Slimmable", "VMField", "CPField", "FIELDS", "field_from_config"]
+__all__ = ["Field", "Upsampleable", "Slimmable", "Placeable", "VMField", "CPField", "FIELDS", "field_from_config"]
 
 #: registry of field classes by their command-line / checkpoint name
 FIELDS: dict[str, type[Field]] = {cls.name: cls for cls in (VMField, CPField)}

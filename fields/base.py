@@ -7,7 +7,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-__all__ = ["Field", "Upsampleable", "Slimmable"]
+__all__ = ["Field", "Upsampleable", "Slimmable", "Placeable"]
 
 
 class Field(nn.Module):
@@ -76,3 +76,15 @@ class Slimmable(Protocol):
     def set_active_rank(self, rank: int) -> None: ...
 
     def slim(self, rank: int) -> Field: ...
+
+
+@runtime_checkable
+class Placeable(Protocol):
+    """Fields whose structure is placed where a coarse estimate of the scene is occupied
+    (Strivec's local tensors). Trainers fit a coarse VM first, build the field from its occupancy
+    grid with `from_occupancy`, and later `prune` what ends up empty."""
+
+    @classmethod
+    def from_occupancy(cls, occupied: torch.Tensor, grid_aabb: torch.Tensor, **kwargs: Any) -> Field: ...
+
+    def prune(self, occupied: torch.Tensor, grid_aabb: torch.Tensor) -> int: ...
