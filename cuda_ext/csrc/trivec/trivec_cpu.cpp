@@ -1,11 +1,13 @@
 // Strivec tri-vector ops on the CPU. The neighbour search and the forward run in parallel over
 // samples; the backward in parallel over components: component r's gradient lives in the lines
 // [t, a, r, :] of every tensor, which no other component touches, so it needs neither atomics nor
-// per-thread buffers. Samples go in blocks whose slots (line corners and weights) are computed
-// once per block and stay in cache while every component reads them.
+// per-thread buffers. Each neighbour slot's line corners are computed once, then its tensor's
+// components are walked in memory order (lines [T, 3, R, L]: a tensor's R lines per axis are
+// consecutive).
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <numeric>
 #include <vector>
 
 #include "../ops.h"
@@ -74,24 +76,20 @@ at::Tensor trivec_sample_fwd_cpu(const at::Tensor& lines, const at::Tensor& inde
     const SlotInputs<scalar_t> in = slot_inputs<scalar_t>(index, weights, local);
     scalar_t* o = out.data_ptr<scalar_t>();
     at::parallel_for(0, n, kBlock, [&](int64_t begin, int64_t end) {
+      std::vector<scalar_t> sums(components);  // one sample's components
       for_each_block(f, in, begin, end, [&](int64_t first, int64_t last, const TriVecSlot<scalar_t>* slots) {
-        if (reduce) {
-          for (int64_t s = first; s < last; ++s) {
-            const TriVecSlot<scalar_t>* own = slots + (s - first) * in.k;
-            scalar_t sum = 0;
-            for (int64_t j = 0; j < in.k; ++j)
-              for (int64_t r = 0; r < components; ++r) sum += trivec_term(f, own[j], r);
-            o[s] = sum;
+        for (int64_t s = first; s < last; ++s) {
+          std::fill(sums.begin(), sums.end(), scalar_t(0));
+          for (int64_t j = 0; j < in.k; ++j) {
+            const TriVecSlot<scalar_t>& slot = slots[(s - first) * in.k + j];
+            if (slot.tensor < 0) continue;
+            for (int64_t r = 0; r < components; ++r) sums[r] += trivec_term(f, slot, r);  // consecutive lines
           }
-          return;
+          if (reduce)
+            o[s] = std::accumulate(sums.begin(), sums.end(), scalar_t(0));
+          else
+            for (int64_t r = 0; r < components; ++r) o[r * n + s] = sums[r];
         }
-        for (int64_t r = 0; r < components; ++r)
-          for (int64_t s = first; s < last; ++s) {
-            const TriVecSlot<scalar_t>* own = slots + (s - first) * in.k;
-            scalar_t sum = 0;
-            for (int64_t j = 0; j < in.k; ++j) sum += trivec_term(f, own[j], r);
-            o[r * n + s] = sum;
-          }
       });
     });
   });
@@ -108,25 +106,29 @@ at::Tensor trivec_sample_bwd_cpu(const at::Tensor& lines, const at::Tensor& inde
     scalar_t* grad = grad_lines.data_ptr<scalar_t>();
     const int32_t step = axis_step(f.length);
     at::parallel_for(0, f.components, 1, [&](int64_t r0, int64_t r1) {
-      for_each_block(f, in, 0, in.n, [&](int64_t first, int64_t last, const TriVecSlot<scalar_t>* slots) {
-        for (int64_t r = r0; r < r1; ++r)
-          for (int64_t s = first; s < last; ++s) {
-            const scalar_t grad_sample = g[reduce ? s : r * in.n + s];
-            for (int64_t j = 0; j < in.k; ++j) {
-              const TriVecSlot<scalar_t>& slot = slots[(s - first) * in.k + j];
-              if (slot.tensor < 0) continue;
-              scalar_t v[3];
-              trivec_values(f, slot, r, v);
-              const scalar_t gw = grad_sample * slot.weight;
-              const scalar_t others[3] = {v[1] * v[2], v[0] * v[2], v[0] * v[1]};
-              for (int a = 0; a < 3; ++a) {
-                scalar_t* line = grad + trivec_line_offset(f, slot.tensor, a, r);
-                line[slot.axis[a].index] += slot.axis[a].w0 * gw * others[a];
-                line[slot.axis[a].index + step] += slot.axis[a].w1 * gw * others[a];
-              }
+      const auto scatter = [&](int64_t first, int64_t last, const TriVecSlot<scalar_t>* slots) {
+        for (int64_t i = 0; i < (last - first) * in.k; ++i) {
+          const TriVecSlot<scalar_t>& slot = slots[i];
+          if (slot.tensor < 0) continue;
+          const int64_t s = first + i / in.k;
+          for (int64_t r = r0; r < r1; ++r) {  // consecutive lines of the slot's tensor
+            scalar_t v[3];
+            trivec_values(f, slot, r, v);
+            const scalar_t gw = g[reduce ? s : r * in.n + s] * slot.weight;
+            const scalar_t others[3] = {v[1] * v[2], v[0] * v[2], v[0] * v[1]};
+            for (int a = 0; a < 3; ++a) {
+              scalar_t* line = grad + trivec_line_offset(f, slot.tensor, a, r);
+              line[slot.axis[a].index] += slot.axis[a].w0 * gw * others[a];
+              line[slot.axis[a].index + step] += slot.axis[a].w1 * gw * others[a];
             }
           }
-      });
+        }
+      };
+      // Neighbouring components' lines share cache lines: threads start at different samples (by
+      // their first component), so that they rarely write to the same tensor at the same time.
+      const int64_t start = in.n * r0 / f.components;
+      for_each_block(f, in, start, in.n, scatter);
+      for_each_block(f, in, 0, start, scatter);
     });
   });
   return grad_lines;
