@@ -214,7 +214,7 @@ class TriVecField(RankOrdered, Field):
         self.reg_weights = {"l1": 0.0, "tv_density": 0.0, "tv_appearance": 0.0}
         half, step = _scale_sizes(self.aabb, scales, half_sizes, spacings)
         if lengths is None:
-            lengths = self._lengths_for(resolution or resolution_for_voxels(128**3, self.aabb), half)
+            lengths = self._lengths_for(resolution_for_voxels(128**3, self.aabb) if resolution is None else resolution, half)
         lengths = [int(v) for v in _per_scale("lengths", lengths, scales, [])]
         density = [int(v) for v in _per_scale("density_components", density_components, scales, _default_density(scales))]
         appearance = [int(v) for v in _per_scale("appearance_components", appearance_components, scales, [])]
@@ -234,9 +234,9 @@ class TriVecField(RankOrdered, Field):
 
     @classmethod
     def from_occupancy(cls, occupied: torch.Tensor, grid_aabb: torch.Tensor, **kwargs: Any) -> TriVecField:
-        """A field with, per scale, a tensor at every lattice point whose lattice cell holds an
-        occupied cell (lattice over `grid_aabb`; half-sizes and spacings default to Strivec's
-        fractions of its longest side).
+        """A field (on the CPU) with, per scale, a tensor at every lattice point whose lattice cell
+        holds an occupied cell (lattice over `grid_aabb`; half-sizes and spacings default to
+        Strivec's fractions of its longest side).
 
         Args:
             occupied: `[X, Y, Z]` bool occupancy over `grid_aabb [2, 3]` (as `render.OccupancyGrid`).
@@ -390,9 +390,9 @@ class TriVecField(RankOrdered, Field):
 
     @property
     def voxel_size(self) -> torch.Tensor:
-        """Spacing of the finest lines' grid points, 2 h_s / (L_s - 1) at its smallest, as `[3]`."""
-        voxel = min(2.0 * s.half_size / (s.length - 1) for s in self.scales)
-        return torch.full((3,), voxel, dtype=torch.float32, device=self.aabb.device)
+        """Grid spacing 2 h_s / (L_s - 1) of the finest scale's lines (smallest h_s), as `[3]`."""
+        finest = min(self.scales, key=lambda s: s.half_size)
+        return torch.full((3,), 2.0 * finest.half_size / (finest.length - 1), dtype=torch.float32, device=self.aabb.device)
 
     def _lengths_for(self, resolution: Sequence[int], half_sizes: Sequence[float]) -> list[int]:
         """Line lengths max(2, round(2 h_s / v) + 1) for the voxel size v of `resolution [3]`
