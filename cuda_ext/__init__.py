@@ -1,4 +1,4 @@
-"""Ray marching, compositing and factor-sampling ops.
+"""Ray marching, compositing, factor-sampling and Strivec tri-vector ops.
 
 Public functions validate their arguments and dispatch to the native extension (C++ on the CPU,
 CUDA on NVIDIA GPUs; built lazily on first use, see `status()`) when it is available, and to the
@@ -9,6 +9,7 @@ from ._backend import reference_forced, status
 from .factor_ops import cp_sample, vm_sample
 from .ops import composite, march_rays, ray_aabb_intersect, render_transmittance, update_occupancy
 from .reference import packed_info_from_counts
+from .trivec_ops import trivec_neighbors, trivec_sample
 
 __all__ = [
     "status",
@@ -21,4 +22,6 @@ __all__ = [
     "update_occupancy",
     "vm_sample",
     "cp_sample",
+    "trivec_neighbors",
+    "trivec_sample",
 ]

@@ -9,6 +9,8 @@ Packed layout (as nerfacc): samples of all rays are concatenated, sorted by ray;
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -25,6 +27,8 @@ __all__ = [
     "VM_LINE_AXES",
     "vm_sample",
     "cp_sample",
+    "trivec_neighbors",
+    "trivec_sample",
 ]
 
 VM_PLANE_AXES = ((0, 1), (0, 2), (1, 2))  # (W axis, H axis) of each VM plane
@@ -297,3 +301,118 @@ def cp_sample(lines: list[torch.Tensor], xn: torch.Tensor, reduce: bool) -> torc
         * sample_line(lines[2][None, :, :, None], xn[:, 2])
     )
     return product.sum(0) if reduce else product
+
+
+def trivec_neighbors(
+    points: torch.Tensor,
+    centers: torch.Tensor,
+    half_size: float,
+    table: torch.Tensor,
+    origin: Sequence[float],
+    cell_size: float,
+    resolution: Sequence[int],
+    k: int,
+    chunk: int = 1 << 15,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The K nearest tensors of a Strivec scale covering each point, with weights and local coordinates.
+
+    A point's candidates are the tensors listed in its cell of the lookup grid (cell (i, j, l) spans
+    origin + [i, i + 1) * cell_size along x, and so on; row (i * Y + j) * Z + l of `table`). Of
+    those, the tensors whose cube covers it (|x - c|_inf <= half_size) are kept, nearest first by
+    Euclidean distance d (ties: lower index first), the first `k`, weighted
+    w = (1 / d) / sum(1 / d) with d clamped at 1e-6 * half_size, at local coordinates
+    u = (x - c) / half_size in [-1, 1]^3. Points outside the grid have no neighbours.
+
+    Args:
+        points: `[N, 3]`; centers: `[T, 3]` (same dtype).
+        half_size: half the side of every tensor's cube.
+        table: `[C, M]` int32 tensor indices per cell, ascending, padded with -1; C = prod(resolution).
+        origin, cell_size, resolution: the grid's lower corner (3 values), cell side, cells per axis (3).
+        k: neighbour slots per point.
+    Returns:
+        index `[N, k]` int64 (-1 in empty slots), weights `[N, k]` (0 there), local `[N, k, 3]` (0 there).
+    """
+    parts = [
+        _trivec_neighbors_chunk(part, centers, half_size, table, origin, cell_size, resolution, k)
+        for part in torch.split(points, chunk)
+    ]
+    index, weights, local = zip(*parts)  # torch.split yields one (empty) chunk of no points
+    return torch.cat(index), torch.cat(weights), torch.cat(local)
+
+
+def _trivec_neighbors_chunk(
+    points: torch.Tensor,
+    centers: torch.Tensor,
+    half_size: float,
+    table: torch.Tensor,
+    origin: Sequence[float],
+    cell_size: float,
+    resolution: Sequence[int],
+    k: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`trivec_neighbors` of `[n, 3]` points at once (`[n, M]` candidates each)."""
+    num_tensors = centers.shape[0]
+    res = torch.tensor(list(resolution), device=points.device)
+    pos = (points - torch.tensor(list(origin), dtype=points.dtype, device=points.device)) / cell_size
+    in_grid = ((pos >= 0) & (pos < res)).all(dim=-1)
+    cell = torch.minimum(pos.nan_to_num(0.0).clamp(min=0), (res - 1).to(pos.dtype)).long()
+    candidates = table[(cell[:, 0] * res[1] + cell[:, 1]) * res[2] + cell[:, 2]].long()
+    valid = in_grid[:, None] & (candidates >= 0) & (candidates < num_tensors)
+    padded = torch.cat([centers, centers.new_zeros(1, 3)])  # row T: where empty candidates point
+    diff = points[:, None, :] - padded[torch.where(valid, candidates, num_tensors)]
+    covered = valid & (diff.abs() <= half_size).all(dim=-1)
+    dx, dy, dz = diff.unbind(-1)
+    distance = torch.where(covered, torch.sqrt(dx * dx + dy * dy + dz * dz), torch.full_like(dx, float("inf")))
+    distance, order = torch.sort(distance, dim=1, stable=True)
+    if order.shape[1] < k:  # fewer candidates than slots: pad with empty ones
+        pad = k - order.shape[1]
+        order = torch.cat([order, order.new_zeros(order.shape[0], pad)], dim=1)
+        distance = torch.cat([distance, distance.new_full((distance.shape[0], pad), float("inf"))], dim=1)
+    order, distance = order[:, :k], distance[:, :k]
+    filled = torch.isfinite(distance)
+    inverse = torch.where(filled, 1.0 / distance.clamp(min=1e-6 * half_size), torch.zeros_like(distance))
+    weights = inverse / inverse.sum(dim=1, keepdim=True).clamp(min=torch.finfo(inverse.dtype).tiny)
+    index = torch.where(filled, torch.gather(candidates, 1, order), torch.full_like(order, -1))
+    local = torch.where(filled[..., None], torch.gather(diff, 1, order[..., None].expand(-1, -1, 3)) / half_size, 0.0)
+    return index, weights, local
+
+
+def trivec_sample(
+    lines: torch.Tensor, index: torch.Tensor, weights: torch.Tensor, local: torch.Tensor, reduce: bool, chunk: int = 1 << 13
+) -> torch.Tensor:
+    """Weighted tri-vector products of a Strivec scale at its points' neighbour slots.
+
+    Component r at a point is sum_k w_k a_kr(u_x) b_kr(u_y) c_kr(u_z): the lines of tensor
+    index[k] along x, y, z looked up linearly at the local coordinates u = local[k] in [-1, 1]
+    (grid values at the ends, as `sample_line`). Slots whose index is outside [0, T) add nothing.
+
+    Args:
+        lines: `[T, 3, R, L]` (tensor, axis, component, grid point), L >= 2.
+        index: `[N, K]` int64; weights: `[N, K]`; local: `[N, K, 3]`.
+        reduce: return the sum over components `[N]` instead of the components.
+    Returns:
+        `[R, N]`, or `[N]` if `reduce`.
+    """
+    parts = [
+        _trivec_sample_chunk(lines, *slots)
+        for slots in zip(torch.split(index, chunk), torch.split(weights, chunk), torch.split(local, chunk))
+    ]
+    features = torch.cat(parts)
+    return features.sum(dim=1) if reduce else features.t()
+
+
+def _trivec_sample_chunk(lines: torch.Tensor, index: torch.Tensor, weights: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
+    """`trivec_sample` of `[n, K]` slots, components last: `[n, R]`."""
+    num_tensors, _, components, length = lines.shape
+    if num_tensors == 0:
+        return lines.new_zeros(index.shape[0], components)
+    valid = (index >= 0) & (index < num_tensors)
+    tensor = torch.where(valid, index, 0)[..., None]  # [n, K, 1]
+    pos = (local + 1.0) / 2.0 * (length - 1)
+    first = pos.floor().clamp(0, length - 2).long()  # [n, K, 3]
+    w0, w1 = (first + 1) - pos, pos - first
+    by_point = lines.transpose(2, 3)  # [T, 3, L, R]
+    axis = torch.arange(3, device=lines.device)
+    values = by_point[tensor, axis, first] * w0[..., None] + by_point[tensor, axis, first + 1] * w1[..., None]  # [n, K, 3, R]
+    product = values[:, :, 0] * values[:, :, 1] * values[:, :, 2]
+    return (torch.where(valid, weights, 0.0)[..., None] * product).sum(dim=1)

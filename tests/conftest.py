@@ -67,3 +67,32 @@ def write_sphere_scene(folder: Path, views: int = 12, width: int = 40, height: i
 def sphere_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Path of a small synthetic transforms.json scene (see `write_sphere_scene`)."""
     return write_sphere_scene(tmp_path_factory.mktemp("sphere_scene"))
+
+
+def brute_force_neighbors(
+    points: torch.Tensor, centers: torch.Tensor, half_size: float, k: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Strivec's covering-tensor search by testing every tensor: of the cubes (`centers [T, 3]`,
+    `half_size`) that cover a point (|x - c|_inf <= h), the `k` nearest (ties: lower index),
+    inverse-distance weights (distance clamped at 1e-6 h) and local coordinates (x - c) / h.
+
+    Returns index `[N, k]` int64 (-1 when empty), weights `[N, k]`, local `[N, k, 3]`, as
+    `cuda_ext.trivec_neighbors` does for points inside its lookup grid.
+    """
+    n = points.shape[0]
+    index = torch.full((n, k), -1, dtype=torch.int64)
+    weights = torch.zeros(n, k, dtype=points.dtype)
+    local = torch.zeros(n, k, 3, dtype=points.dtype)
+    for p in range(n):
+        diff = points[p] - centers  # [T, 3], in the points' dtype (the kernels' rounding)
+        covered = (diff.abs() <= half_size).all(dim=-1).nonzero()[:, 0].tolist()
+        dx, dy, dz = diff.unbind(-1)
+        distance = torch.sqrt(dx * dx + dy * dy + dz * dz)
+        nearest = sorted(covered, key=lambda t: (distance[t].item(), t))[:k]
+        if not nearest:
+            continue
+        inverse = 1.0 / distance[nearest].double().clamp(min=1e-6 * half_size)
+        index[p, : len(nearest)] = torch.tensor(nearest)
+        weights[p, : len(nearest)] = (inverse / inverse.sum()).to(points.dtype)
+        local[p, : len(nearest)] = diff[nearest] / half_size
+    return index, weights, local

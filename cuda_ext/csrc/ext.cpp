@@ -171,6 +171,70 @@ std::vector<at::Tensor> cp_sample_bwd(const std::vector<at::Tensor>& lines, cons
   return ON_DEVICE(xn, cp_sample_bwd, lines, xn, grad_out, reduce);
 }
 
+// points [N, 3], centers [T, 3] of points' float dtype and device; table [C, M] int32 with a row per
+// cell of a grid of `resolution` cells; k >= 1.
+void check_trivec_cloud(const at::Tensor& points, const at::Tensor& centers, double half_size, const at::Tensor& table,
+                        const std::vector<double>& origin, double cell_size, const std::vector<int64_t>& resolution,
+                        int64_t k) {
+  CHECK_CONTIGUOUS(points);
+  CHECK_CONTIGUOUS(centers);
+  CHECK_CONTIGUOUS(table);
+  TORCH_CHECK(points.scalar_type() == at::kFloat || points.scalar_type() == at::kDouble, "points must be float32 or float64");
+  TORCH_CHECK(points.dim() == 2 && points.size(1) == 3, "points must be [N, 3]");
+  TORCH_CHECK(centers.scalar_type() == points.scalar_type() && centers.dim() == 2 && centers.size(1) == 3,
+              "centers must be [T, 3] of points' dtype");
+  TORCH_CHECK(table.scalar_type() == at::kInt && table.dim() == 2, "table must be [C, M] int32");
+  CHECK_SAME_DEVICE(points, centers);
+  CHECK_SAME_DEVICE(points, table);
+  TORCH_CHECK(origin.size() == 3 && resolution.size() == 3, "origin and resolution must hold 3 values");
+  int64_t cells = 1;
+  for (int64_t r : resolution) {
+    TORCH_CHECK(r >= 1 && r < (int64_t{1} << 31), "resolution must be positive");
+    cells *= r;
+  }
+  TORCH_CHECK(table.size(0) == cells, "table must have a row per grid cell");
+  TORCH_CHECK(half_size > 0.0 && cell_size > 0.0 && k >= 1, "need half_size > 0, cell_size > 0, k >= 1");
+}
+
+// lines [T, 3, R, L] float32/float64; index [N, K] int64; weights [N, K] and local [N, K, 3] of the lines' dtype.
+void check_trivec_slots(const at::Tensor& lines, const at::Tensor& index, const at::Tensor& weights, const at::Tensor& local) {
+  CHECK_CONTIGUOUS(lines);
+  CHECK_CONTIGUOUS(index);
+  CHECK_CONTIGUOUS(weights);
+  CHECK_CONTIGUOUS(local);
+  TORCH_CHECK(lines.scalar_type() == at::kFloat || lines.scalar_type() == at::kDouble, "lines must be float32 or float64");
+  TORCH_CHECK(lines.dim() == 4 && lines.size(1) == 3 && lines.size(3) >= 1, "lines must be [T, 3, R, L]");
+  TORCH_CHECK(lines.size(2) < (int64_t{1} << 31) && lines.size(3) < (int64_t{1} << 31), "lines: too many components or grid points");
+  TORCH_CHECK(index.scalar_type() == at::kLong && index.dim() == 2, "index must be [N, K] int64");
+  TORCH_CHECK(weights.scalar_type() == lines.scalar_type() && weights.sizes() == index.sizes(), "weights must be [N, K] of the lines' dtype");
+  TORCH_CHECK(local.scalar_type() == lines.scalar_type() && local.dim() == 3 && local.size(0) == index.size(0) &&
+                  local.size(1) == index.size(1) && local.size(2) == 3,
+              "local must be [N, K, 3] of the lines' dtype");
+  CHECK_SAME_DEVICE(lines, index);
+  CHECK_SAME_DEVICE(lines, weights);
+  CHECK_SAME_DEVICE(lines, local);
+}
+
+std::vector<at::Tensor> trivec_neighbors(const at::Tensor& points, const at::Tensor& centers, double half_size,
+                                         const at::Tensor& table, const std::vector<double>& origin, double cell_size,
+                                         const std::vector<int64_t>& resolution, int64_t k) {
+  check_trivec_cloud(points, centers, half_size, table, origin, cell_size, resolution, k);
+  return ON_DEVICE(points, trivec_neighbors, points, centers, half_size, table, origin, cell_size, resolution, k);
+}
+
+at::Tensor trivec_sample_fwd(const at::Tensor& lines, const at::Tensor& index, const at::Tensor& weights, const at::Tensor& local,
+                             bool reduce) {
+  check_trivec_slots(lines, index, weights, local);
+  return ON_DEVICE(lines, trivec_sample_fwd, lines, index, weights, local, reduce);
+}
+
+at::Tensor trivec_sample_bwd(const at::Tensor& lines, const at::Tensor& index, const at::Tensor& weights, const at::Tensor& local,
+                             const at::Tensor& grad_out, bool reduce) {
+  check_trivec_slots(lines, index, weights, local);
+  check_grad_out(grad_out, weights, lines.size(2), reduce);
+  return ON_DEVICE(lines, trivec_sample_bwd, lines, index, weights, local, grad_out, reduce);
+}
+
 }  // namespace
 
 }  // namespace tensorfields
@@ -187,4 +251,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("vm_sample_bwd", &vm_sample_bwd, "gradients of vm_sample_fwd w.r.t. the planes and lines");
   m.def("cp_sample_fwd", &cp_sample_fwd, "TensoRF-CP line x line x line products at points (or their sum)");
   m.def("cp_sample_bwd", &cp_sample_bwd, "gradients of cp_sample_fwd w.r.t. the lines");
+  m.def("trivec_neighbors", &trivec_neighbors, "Strivec: the K nearest covering tensors of points, weights, local coordinates");
+  m.def("trivec_sample_fwd", &trivec_sample_fwd, "Strivec: weighted tri-vector products at neighbour slots (or their sum)");
+  m.def("trivec_sample_bwd", &trivec_sample_bwd, "gradients of trivec_sample_fwd w.r.t. the lines");
 }

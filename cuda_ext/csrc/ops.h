@@ -60,6 +60,23 @@ namespace tensorfields {
 #define TENSORFIELDS_CP_BACKWARD_ARGS \
   const std::vector<at::Tensor> &lines, const at::Tensor &xn, const at::Tensor &grad_out, bool reduce
 
+// Strivec tri-vector ops (see trivec/trivec.h); points, centers, lines, weights, local all float32 or
+// all float64, on one device.
+//   neighbors: points [N, 3], centers [T, 3], table [C, M] int32 (C = the product of resolution),
+//   origin (3 values), resolution (3 values), k >= 1. Returns index [N, k] int64 (-1 in empty slots),
+//   weights [N, k], local [N, k, 3].
+//   sample: lines [T, 3, R, L], index [N, K] int64, weights [N, K], local [N, K, 3]. The forward
+//   returns [R, N] (or [N] when reduce); the backward takes grad_out shaped like that result and
+//   returns the gradient of the lines.
+#define TENSORFIELDS_TRIVEC_NEIGHBORS_ARGS                                                                       \
+  const at::Tensor &points, const at::Tensor &centers, double half_size, const at::Tensor &table,             \
+      const std::vector<double> &origin, double cell_size, const std::vector<int64_t> &resolution, int64_t k
+#define TENSORFIELDS_TRIVEC_FORWARD_ARGS \
+  const at::Tensor &lines, const at::Tensor &index, const at::Tensor &weights, const at::Tensor &local, bool reduce
+#define TENSORFIELDS_TRIVEC_BACKWARD_ARGS                                                                  \
+  const at::Tensor &lines, const at::Tensor &index, const at::Tensor &weights, const at::Tensor &local, \
+      const at::Tensor &grad_out, bool reduce
+
 std::vector<at::Tensor> ray_aabb_intersect_cpu(TENSORFIELDS_RAY_AABB_ARGS);
 std::vector<at::Tensor> march_rays_cpu(TENSORFIELDS_MARCH_ARGS);
 std::vector<at::Tensor> composite_forward_cpu(TENSORFIELDS_COMPOSITE_FORWARD_ARGS);
@@ -70,6 +87,9 @@ at::Tensor vm_sample_fwd_cpu(TENSORFIELDS_VM_FORWARD_ARGS);
 std::vector<at::Tensor> vm_sample_bwd_cpu(TENSORFIELDS_VM_BACKWARD_ARGS);
 at::Tensor cp_sample_fwd_cpu(TENSORFIELDS_CP_FORWARD_ARGS);
 std::vector<at::Tensor> cp_sample_bwd_cpu(TENSORFIELDS_CP_BACKWARD_ARGS);
+std::vector<at::Tensor> trivec_neighbors_cpu(TENSORFIELDS_TRIVEC_NEIGHBORS_ARGS);
+at::Tensor trivec_sample_fwd_cpu(TENSORFIELDS_TRIVEC_FORWARD_ARGS);
+at::Tensor trivec_sample_bwd_cpu(TENSORFIELDS_TRIVEC_BACKWARD_ARGS);
 
 #ifdef TENSORFIELDS_WITH_CUDA
 std::vector<at::Tensor> ray_aabb_intersect_cuda(TENSORFIELDS_RAY_AABB_ARGS);
@@ -82,6 +102,9 @@ at::Tensor vm_sample_fwd_cuda(TENSORFIELDS_VM_FORWARD_ARGS);
 std::vector<at::Tensor> vm_sample_bwd_cuda(TENSORFIELDS_VM_BACKWARD_ARGS);
 at::Tensor cp_sample_fwd_cuda(TENSORFIELDS_CP_FORWARD_ARGS);
 std::vector<at::Tensor> cp_sample_bwd_cuda(TENSORFIELDS_CP_BACKWARD_ARGS);
+std::vector<at::Tensor> trivec_neighbors_cuda(TENSORFIELDS_TRIVEC_NEIGHBORS_ARGS);
+at::Tensor trivec_sample_fwd_cuda(TENSORFIELDS_TRIVEC_FORWARD_ARGS);
+at::Tensor trivec_sample_bwd_cuda(TENSORFIELDS_TRIVEC_BACKWARD_ARGS);
 #endif
 
 }  // namespace tensorfields
