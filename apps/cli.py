@@ -18,7 +18,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", required=True, help="scene folder (Blender, LLFF, transforms.json, COLMAP) or, for train, photos or a video"
     )
-    parser.add_argument("--field", default="vm", help="representation: vm or cp (default: vm)")
+    parser.add_argument("--field", default="vm", help="representation: vm, cp or trivec (Strivec) (default: vm)")
     parser.add_argument(
         "--slimmable",
         action="store_true",

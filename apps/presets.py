@@ -6,6 +6,10 @@ from typing import Any
 
 import torch
 
+from fields.trivec import scale_sizes
+
+TRIVEC_SCALES = 2
+
 __all__ = ["field_kwargs", "regularization_weights"]
 
 
@@ -21,7 +25,19 @@ def field_kwargs(name: str, ndc: bool, scene_aabb: torch.Tensor | None = None) -
         return {"density_components": 16, "appearance_components": 48, "decoder": "mlp"}
     if name == "cp":
         return {"density_components": 96, "appearance_components": 288, "decoder": "mlp"}
+    if name == "trivec":
+        return trivec_kwargs(scene_aabb)
     return {}
+
+
+def trivec_kwargs(scene_aabb: torch.Tensor | None) -> dict[str, Any]:
+    """Strivec sized for a CPU budget: its two coarser scales (half-sizes 0.3 / 0.15 and lattice
+    spacings 0.4 / 0.2 of a scene box 3.0 wide, taken from the scene's box, not the shrunk one the
+    coarse stage ends with) with fewer components than its 32/24 density and 48 appearance."""
+    kwargs: dict[str, Any] = {"scales": TRIVEC_SCALES, "density_components": [12, 6], "appearance_components": [16, 8], "decoder": "mlp"}
+    if scene_aabb is not None:
+        kwargs["half_sizes"], kwargs["spacings"] = scale_sizes(scene_aabb, TRIVEC_SCALES)
+    return kwargs
 
 
 def regularization_weights(ndc: bool, shrunk: bool) -> dict[str, float]:

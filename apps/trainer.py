@@ -25,8 +25,10 @@ from .schedule import Schedule
 __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "scene_info", "train_cameras", "write_json"]
 
 
-#: `Placeable` fields are placed at the first upsample and pruned from the third on
-PRUNE_AFTER_UPSAMPLES = 3
+#: `Placeable` fields are placed at the first upsample; until the second their density is faint
+#: everywhere, so the occupancy grid stays the coarse VM's, and the box is shrunk (and empty
+#: tensors pruned) from the third on
+SETTLE_UPSAMPLES = 2
 
 
 class TrainingDiverged(RuntimeError):
@@ -218,7 +220,9 @@ class Trainer:
         """Apply the milestones that the current progress has passed (and shrink the box now
         with `shrink_now`); returns what happened."""
         events = []
-        if self.state.iteration >= self.config.occupancy_warmup and self.state.iteration % self.config.occupancy_every == 0:
+        settling = isinstance(self.field, Placeable) and self.state.upsamples_done < SETTLE_UPSAMPLES
+        update_due = self.state.iteration >= self.config.occupancy_warmup and self.state.iteration % self.config.occupancy_every == 0
+        if update_due and not settling:  # while settling, the grid stays the coarse VM's
             # every cell while the geometry forms, then a random quarter per update (as nerfacc)
             fraction = 1.0 if self.state.iteration < 16 * self.config.occupancy_every else 0.25
             self.grid.update(
@@ -227,7 +231,7 @@ class Trainer:
         if isinstance(self.field, Upsampleable):
             shrink_due = self._passed(self.state.shrinks_done, gated=False) and self.state.iteration >= 2 * self.config.occupancy_warmup
             upsample_due = self._passed(self.state.upsamples_done, gated=True)
-            if shrink_due or upsample_due or shrink_now:
+            if (shrink_due or upsample_due or shrink_now) and not settling:
                 events.append(self._shrink())
                 while self._passed(self.state.shrinks_done, gated=False):
                     self.state.shrinks_done += 1
@@ -274,10 +278,8 @@ class Trainer:
         return f"box shrunk to {[round(v, 3) for v in self.field.aabb.flatten().tolist()]}, resolution {self.field.resolution}" + pruned
 
     def _prune(self) -> str:
-        """Drop a `Placeable` field's parts the occupancy grid finds empty, once the field has had
-        two milestones since its placement to grow where the scene is (earlier its density is
-        still faint everywhere and the grid says little)."""
-        if not isinstance(self.field, Placeable) or self.state.upsamples_done < PRUNE_AFTER_UPSAMPLES:
+        """Drop a `Placeable` field's parts the occupancy grid finds empty."""
+        if not isinstance(self.field, Placeable):
             return ""
         removed = self.field.prune(self.grid.occupied, self.grid.aabb)
         return f"; {removed} empty tensors pruned" if removed else ""

@@ -42,7 +42,7 @@ from .trivec_index import (
     place_centers,
 )
 
-__all__ = ["TriVecField", "TriVecScale", "Slots"]
+__all__ = ["TriVecField", "TriVecScale", "Slots", "scale_sizes"]
 
 #: Strivec's half-sizes 0.3 / 0.15 / 0.075 and lattice spacings 0.4 / 0.2 / 0.1 in a box whose
 #: longest side is 3.0, as fractions of that side; further scales halve again
@@ -146,7 +146,7 @@ def _per_scale(name: str, value: Any, scales: int, default: list[Any]) -> list[A
     return values
 
 
-def _scale_sizes(box: torch.Tensor, scales: int, half_sizes: Any, spacings: Any) -> tuple[list[float], list[float]]:
+def scale_sizes(box: torch.Tensor, scales: int, half_sizes: Any = None, spacings: Any = None) -> tuple[list[float], list[float]]:
     """Half-sizes and lattice spacings per scale (world units), Strivec's fractions of the longest
     side of `box [2, 3]` where not given."""
     longest = float((box[1] - box[0]).max())
@@ -212,7 +212,7 @@ class TriVecField(RankOrdered, Field):
         self.neighbors = neighbors
         self.init_scale = init_scale
         self.reg_weights = {"l1": 0.0, "tv_density": 0.0, "tv_appearance": 0.0}
-        half, step = _scale_sizes(self.aabb, scales, half_sizes, spacings)
+        half, step = scale_sizes(self.aabb, scales, half_sizes, spacings)
         if lengths is None:
             lengths = self._lengths_for(resolution_for_voxels(128**3, self.aabb) if resolution is None else resolution, half)
         lengths = [int(v) for v in _per_scale("lengths", lengths, scales, [])]
@@ -246,7 +246,7 @@ class TriVecField(RankOrdered, Field):
         if not bool(occupied.any()):
             raise ValueError("cannot place tensors from an empty occupancy grid")
         kwargs.setdefault("aabb", grid_aabb)
-        half, step = _scale_sizes(grid_aabb, kwargs.get("scales", 3), kwargs.get("half_sizes"), kwargs.get("spacings"))
+        half, step = scale_sizes(grid_aabb, kwargs.get("scales", 3), kwargs.get("half_sizes"), kwargs.get("spacings"))
         centers = [place_centers(occupied.cpu(), grid_aabb, s) for s in step]
         field = cls(**{**kwargs, "half_sizes": half, "spacings": step, "num_tensors": [len(c) for c in centers]})
         field._place(centers)

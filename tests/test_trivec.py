@@ -1,16 +1,21 @@
 """The Strivec tri-vector field: placement and pruning, covering-tensor lookup, density and colour,
-checkpoints, slimming, upsampling and shrinking."""
+checkpoints, slimming, upsampling and shrinking, and training (coarse VM, placement, pruning)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from conftest import brute_force_neighbors
+from test_train import small_config
 
-from fields import FIELDS, TriVecField, field_from_config
+from apps.cli import main
+from apps.trainer import SETTLE_UPSAMPLES, Trainer
+from data import load_scene
+from fields import FIELDS, TriVecField, VMField, field_from_config
 from fields.base import Slimmable, Upsampleable
 from fields.trivec_index import cubes_meet_box
 
@@ -297,3 +302,39 @@ def test_native_and_reference_render_the_same(monkeypatch: pytest.MonkeyPatch) -
     torch.testing.assert_close(rgb, rgb_ref, rtol=1e-5, atol=1e-5)
     for have, param in zip(native_grads, field.factor_parameters()):
         torch.testing.assert_close(have, param.grad, rtol=1e-5, atol=1e-4)
+
+
+# --- training --------------------------------------------------------------------------------
+
+
+def test_training_places_tensors_after_a_coarse_vm(sphere_scene: Path, tmp_path: Path) -> None:
+    """A trivec run starts as a coarse VM, places tensors from its occupancy grid at the first
+    upsample, keeps that grid until the second, then shrinks and prunes; the run folder holds a
+    trivec checkpoint that evaluates, resumes and slims."""
+    scene = load_scene(sphere_scene)
+    config = small_config(sphere_scene, tmp_path / "run", iters=120, field="trivec", slimmable=True)
+    trainer = Trainer(config, scene)
+    assert isinstance(trainer.field, VMField) and trainer.state.coarse and trainer.rank_incrementation is None
+    events: list[tuple[int, str]] = []
+    while not isinstance(trainer.field, TriVecField):
+        events += [(trainer.state.iteration, e) for e in trainer.step()["events"]]
+    assert trainer.state.upsamples_done == 1 and trainer.field.active_rank == 1  # TRaIn starts with the placed field
+    placed_grid = trainer.grid.occupied.clone()
+    assert placed_grid.any() and not placed_grid.all()
+    while trainer.state.upsamples_done < SETTLE_UPSAMPLES:
+        trainer.step()
+        assert torch.equal(trainer.grid.occupied, placed_grid), "the coarse VM's grid must stay while the field settles"
+    while not trainer.done:
+        events += [(trainer.state.iteration, e) for e in trainer.step()["events"]]
+    assert any("coarse stage done: trivec placed" in e for _, e in events)
+    trainer.save()
+    resumed = Trainer(config, scene, resume=True)
+    assert isinstance(resumed.field, TriVecField) and not resumed.state.coarse
+    x = torch.rand(500, 3) * (trainer.field.aabb[1] - trainer.field.aabb[0]) + trainer.field.aabb[0]
+    assert torch.equal(resumed.field.density(x), trainer.field.density(x))
+
+    report = tmp_path / "ranks.json"
+    ranks = trainer.field.ranks
+    assert main(["eval", str(tmp_path / "run"), "--ranks", f"1,{ranks}", "--split", "val", "--json", str(report)]) == 0
+    rows = json.loads(report.read_text())["ranks"]
+    assert rows[0]["nbytes"] < rows[1]["nbytes"] and rows[1]["psnr"] > 12.0
