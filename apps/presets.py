@@ -17,7 +17,8 @@ def field_kwargs(name: str, ndc: bool, scene_aabb: torch.Tensor | None = None) -
     """Constructor arguments (besides box and resolution) for a field on a bounded or NDC scene.
 
     VM: lego config (16/48 components, MLP with PE 2) and flower config for forward-facing
-    scenes (16,4,4 / 48,12,12 components, no PE). CP: 96/288 components.
+    scenes (16,4,4 / 48,12,12 components, no PE). CP: 96/288 components. Tri-vector: see
+    `trivec_kwargs` (its sizes follow `scene_aabb`, the scene's box).
     """
     if name == "vm":
         if ndc:
@@ -33,8 +34,9 @@ def field_kwargs(name: str, ndc: bool, scene_aabb: torch.Tensor | None = None) -
 def trivec_kwargs(scene_aabb: torch.Tensor | None) -> dict[str, Any]:
     """Strivec sized for a CPU budget: its two coarser scales (half-sizes 0.3 / 0.15 and lattice
     spacings 0.4 / 0.2 of a scene box 3.0 wide, taken from the scene's box, not the shrunk one the
-    coarse stage ends with) with fewer components than its 32/24 density and 48 appearance."""
-    kwargs: dict[str, Any] = {"scales": TRIVEC_SCALES, "density_components": [12, 6], "appearance_components": [16, 8], "decoder": "mlp"}
+    coarse stage ends with) with fewer components than its 32/24 density and 48 appearance:
+    12/5 density and 16/5 appearance, about half of VM's parameters on lego."""
+    kwargs: dict[str, Any] = {"scales": TRIVEC_SCALES, "density_components": [12, 5], "appearance_components": [16, 5], "decoder": "mlp"}
     if scene_aabb is not None:
         kwargs["half_sizes"], kwargs["spacings"] = scale_sizes(scene_aabb, TRIVEC_SCALES)
     return kwargs

@@ -29,6 +29,8 @@ __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "scene_info", "train_ca
 #: everywhere, so the occupancy grid stays the coarse VM's, and the box is shrunk (and empty
 #: tensors pruned) from the third on
 SETTLE_UPSAMPLES = 2
+#: after that the coarse VM's occupancy fades within this many updates of each cell
+PLACEMENT_MEMORY_UPDATES = 8
 
 
 class TrainingDiverged(RuntimeError):
@@ -166,10 +168,12 @@ class Trainer:
 
     def _place(self) -> str:
         """End of the coarse stage: build `config.field` where the coarse VM's occupancy grid is
-        occupied; the grid carries over, TRaIn (if asked for) starts now."""
+        occupied; the grid carries over (fading, see `PLACEMENT_MEMORY_UPDATES`), TRaIn (if
+        asked for) starts now."""
         cls = FIELDS[self.config.field]
         self.field = cls.from_occupancy(self.grid.occupied, self.grid.aabb, **self._field_kwargs(self.config.field)).to(self.device)
         self.state.coarse = False
+        self.grid.fade(self._step_size(), self.config.occupancy_threshold, PLACEMENT_MEMORY_UPDATES)
         self._apply_regularization_weights()
         self.rank_incrementation = self._start_rank_incrementation(fresh=True)
         counts = self.field.config().get("num_tensors")
@@ -273,7 +277,9 @@ class Trainer:
         pruned = self._prune()
         if torch.equal(self.field.aabb, before):
             return "box unchanged: the occupied region fills it" + pruned
-        self.grid = OccupancyGrid(self.field.aabb, self.config.occupancy_resolution).to(self.device)
+        grid = OccupancyGrid(self.field.aabb, self.config.occupancy_resolution).to(self.device)
+        grid.inherit(self.grid)
+        self.grid = grid
         self.grid.update(self.field.density, self._step_size(), self.config.occupancy_threshold, generator=self.generator)
         return f"box shrunk to {[round(v, 3) for v in self.field.aabb.flatten().tolist()]}, resolution {self.field.resolution}" + pruned
 

@@ -80,6 +80,28 @@ class OccupancyGrid(nn.Module):
         threshold = min(-math.log(1.0 - alpha_threshold) / step_size, self.density_ema.mean().item())
         self.occupied.copy_((self.density_ema > threshold).view(self.resolution))
 
+    @torch.no_grad()
+    def inherit(self, previous: "OccupancyGrid") -> None:
+        """Start the running density from `previous`'s (the cell of `previous` holding each cell
+        centre; 0 outside its box), e.g. when the box shrinks, so a field whose density is still
+        faint somewhere keeps the cells an earlier update found occupied. `occupied` follows at
+        the next `update`."""
+        centers = self.cell_centers(torch.arange(self.density_ema.numel(), device=self.density_ema.device), jitter=False)
+        size = torch.tensor(previous.resolution, device=centers.device)
+        ijk = torch.floor((centers - previous.aabb[0]) / (previous.aabb[1] - previous.aabb[0]) * size).long()
+        inside = ((ijk >= 0) & (ijk < size)).all(dim=-1)
+        ijk = torch.minimum(ijk.clamp(min=0), size - 1)
+        flat = (ijk[:, 0] * size[1] + ijk[:, 1]) * size[2] + ijk[:, 2]
+        self.density_ema.copy_(torch.where(inside, previous.density_ema[flat], torch.zeros_like(self.density_ema)))
+
+    @torch.no_grad()
+    def fade(self, step_size: float, alpha_threshold: float, updates: int, decay: float = 0.8) -> None:
+        """Cap the running density so that every cell's value drops below the occupancy threshold
+        after `updates` updates of that cell without new density (values of a field that has
+        been replaced fade instead of lasting for their own, often much larger, time)."""
+        threshold = -math.log(1.0 - alpha_threshold) / step_size
+        self.density_ema.clamp_(max=threshold / decay**updates)
+
     def occupied_box(self, margin: int = 1) -> torch.Tensor | None:
         """World box `[2, 3]` covering the occupied cells plus `margin` cells on each side (as
         TensoRF dilates its alpha mask; a jittered update can miss a barely-clipped cell),

@@ -358,6 +358,34 @@ def test_occupancy_decays_as_moving_max() -> None:
     assert grid.occupied.all()
 
 
+def test_occupancy_inherits_the_running_density_of_a_larger_grid() -> None:
+    """After a shrink, a field that is still faint keeps the cells an earlier update found occupied."""
+    grid = OccupancyGrid(BOX, 16)
+    grid.update(SphereField(sigma=100.0).density, step_size=0.01)
+    smaller = OccupancyGrid(torch.stack([CENTER - 0.5, BOX[1]]), [12, 10, 9])
+    smaller.inherit(grid)
+    centers = smaller.cell_centers(torch.arange(12 * 10 * 9), jitter=False)
+    diagonal = 2.0 / 16 * math.sqrt(3.0)  # a cell of `grid` lies within this of any of its points
+    inside_sphere = (centers - CENTER).norm(dim=-1) < RADIUS - diagonal
+    outside_sphere = (centers - CENTER).norm(dim=-1) > RADIUS + diagonal
+    assert (smaller.density_ema[inside_sphere] == 100.0).all() and (smaller.density_ema[outside_sphere] == 0.0).all()
+    smaller.update(lambda x: torch.zeros(x.shape[0]), step_size=0.01, decay=0.8)
+    assert smaller.occupied.view(-1)[inside_sphere].all() and not smaller.occupied.view(-1)[outside_sphere].any()
+
+
+def test_faded_occupancy_drops_below_the_threshold_after_the_given_number_of_updates() -> None:
+    grid = OccupancyGrid(BOX, 8)
+    grid.update(SphereField(sigma=1e4).density, step_size=0.01)
+    threshold = -math.log(1.0 - 1e-3) / 0.01
+    grid.fade(step_size=0.01, alpha_threshold=1e-3, updates=3, decay=0.5)
+    assert grid.density_ema.max() == pytest.approx(8 * threshold)
+    for _ in range(2):
+        grid.update(lambda x: torch.zeros(x.shape[0]), step_size=0.01, decay=0.5)
+        assert grid.density_ema.max() > threshold
+    grid.update(lambda x: torch.zeros(x.shape[0]), step_size=0.01, decay=0.5)
+    assert grid.density_ema.max() <= threshold * (1 + 1e-6)
+
+
 def test_occupancy_partial_update() -> None:
     grid = OccupancyGrid(BOX, 8)
     grid.update(lambda x: torch.ones(x.shape[0]), step_size=0.01, fraction=0.25, generator=torch.Generator().manual_seed(0))
