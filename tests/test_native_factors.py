@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import requires_cuda
+from conftest import assert_native_matches_reference, requires_cuda
 
 from cuda_ext import cp_sample, reference, status, vm_sample
 from cuda_ext._backend import native
@@ -198,14 +198,4 @@ def test_fields_render_the_same_with_native_and_reference(kind: str, monkeypatch
         field = CPField(aabb, [9, 13, 5], density_components=4, appearance_components=6, init_scale=0.8, density_shift=0.0)
     x = torch.rand(600, 3) * (aabb[1] - aabb[0]) * 1.1 + aabb[0] * 1.1
     d = torch.nn.functional.normalize(torch.randn(600, 3), dim=-1)
-    sigma, rgb = field.query(x, d)
-    (sigma.sum() + rgb.sum()).backward()
-    native_grads = [p.grad.clone() for p in field.factor_parameters()]
-    field.zero_grad()
-    monkeypatch.setenv("TENSORFIELDS_REFERENCE", "1")
-    sigma_ref, rgb_ref = field.query(x, d)
-    (sigma_ref.sum() + rgb_ref.sum()).backward()
-    torch.testing.assert_close(sigma, sigma_ref, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(rgb, rgb_ref, rtol=1e-5, atol=1e-5)
-    for have, param in zip(native_grads, field.factor_parameters()):
-        torch.testing.assert_close(have, param.grad, rtol=1e-5, atol=1e-4)
+    assert_native_matches_reference(field, x, d, monkeypatch)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import brute_force_neighbors
+from conftest import assert_native_matches_reference, brute_force_neighbors
 from test_train import small_config
 
 from apps.cli import main
@@ -291,17 +291,7 @@ def test_full_lattice_by_default_and_argument_checks() -> None:
 def test_native_and_reference_render_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
     field = make_field()
     x, d = points_in(800), unit_dirs(800)
-    sigma, rgb = field.query(x, d)
-    (sigma.sum() + rgb.sum()).backward()
-    native_grads = [p.grad.clone() for p in field.factor_parameters()]
-    field.zero_grad()
-    monkeypatch.setenv("TENSORFIELDS_REFERENCE", "1")
-    sigma_ref, rgb_ref = field.query(x, d)
-    (sigma_ref.sum() + rgb_ref.sum()).backward()
-    torch.testing.assert_close(sigma, sigma_ref, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(rgb, rgb_ref, rtol=1e-5, atol=1e-5)
-    for have, param in zip(native_grads, field.factor_parameters()):
-        torch.testing.assert_close(have, param.grad, rtol=1e-5, atol=1e-4)
+    assert_native_matches_reference(field, x, d, monkeypatch)
 
 
 # --- training --------------------------------------------------------------------------------

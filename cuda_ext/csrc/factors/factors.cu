@@ -6,18 +6,12 @@
 
 #include <cstdint>
 
+#include "../launch.cuh"
 #include "factors.h"
 
 namespace tensorfields {
 
 namespace {
-
-constexpr int kThreads = 256;
-
-int blocks_for(int64_t count) {
-  const int64_t blocks = (count + kThreads - 1) / kThreads;
-  return static_cast<int>(blocks < 65535 * 16 ? blocks : 65535 * 16);  // grid-stride loops cover the rest
-}
 
 template <typename scalar_t>
 __global__ void vm_fwd_kernel(VMFactorsView<scalar_t> f, const scalar_t* xn, int64_t n, scalar_t* out) {
@@ -125,9 +119,9 @@ cudaError_t launch_vm_sample_fwd(const VMFactorsView<scalar_t>& f, const scalar_
   const int64_t count = reduce ? n : f.first[3] * n;
   if (count == 0) return cudaSuccess;
   if (reduce)
-    vm_fwd_reduce_kernel<<<blocks_for(count), kThreads, 0, stream>>>(f, xn, n, out);
+    vm_fwd_reduce_kernel<<<grid_stride_blocks(count), kGridStrideThreads, 0, stream>>>(f, xn, n, out);
   else
-    vm_fwd_kernel<<<blocks_for(count), kThreads, 0, stream>>>(f, xn, n, out);
+    vm_fwd_kernel<<<grid_stride_blocks(count), kGridStrideThreads, 0, stream>>>(f, xn, n, out);
   return cudaGetLastError();
 }
 
@@ -137,7 +131,7 @@ cudaError_t launch_vm_sample_bwd(const VMFactorsView<scalar_t>& f, const FactorG
                                  int64_t n, const scalar_t* grad_out, bool reduce, cudaStream_t stream) {
   const int64_t count = f.first[3] * n;
   if (count == 0) return cudaSuccess;
-  vm_bwd_kernel<<<blocks_for(count), kThreads, 0, stream>>>(f, grads, xn, n, grad_out, reduce);
+  vm_bwd_kernel<<<grid_stride_blocks(count), kGridStrideThreads, 0, stream>>>(f, grads, xn, n, grad_out, reduce);
   return cudaGetLastError();
 }
 
@@ -147,9 +141,9 @@ cudaError_t launch_cp_sample_fwd(const CPFactorsView<scalar_t>& f, const scalar_
   const int64_t count = reduce ? n : f.components * n;
   if (count == 0) return cudaSuccess;
   if (reduce)
-    cp_fwd_reduce_kernel<<<blocks_for(count), kThreads, 0, stream>>>(f, xn, n, out);
+    cp_fwd_reduce_kernel<<<grid_stride_blocks(count), kGridStrideThreads, 0, stream>>>(f, xn, n, out);
   else
-    cp_fwd_kernel<<<blocks_for(count), kThreads, 0, stream>>>(f, xn, n, out);
+    cp_fwd_kernel<<<grid_stride_blocks(count), kGridStrideThreads, 0, stream>>>(f, xn, n, out);
   return cudaGetLastError();
 }
 
@@ -158,7 +152,7 @@ cudaError_t launch_cp_sample_bwd(const CPFactorsView<scalar_t>& f, const FactorG
                                  int64_t n, const scalar_t* grad_out, bool reduce, cudaStream_t stream) {
   const int64_t count = f.components * n;
   if (count == 0) return cudaSuccess;
-  cp_bwd_kernel<<<blocks_for(count), kThreads, 0, stream>>>(f, grads, xn, n, grad_out, reduce);
+  cp_bwd_kernel<<<grid_stride_blocks(count), kGridStrideThreads, 0, stream>>>(f, grads, xn, n, grad_out, reduce);
   return cudaGetLastError();
 }
 

@@ -6,18 +6,12 @@
 
 #include <cstdint>
 
+#include "../launch.cuh"
 #include "trivec.h"
 
 namespace tensorfields {
 
 namespace {
-
-constexpr int kThreads = 256;
-
-int blocks_for(int64_t count) {
-  const int64_t blocks = (count + kThreads - 1) / kThreads;
-  return static_cast<int>(blocks < 65535 * 16 ? blocks : 65535 * 16);  // grid-stride loops cover the rest
-}
 
 template <typename scalar_t>
 __global__ void neighbors_kernel(TriVecCloudView<scalar_t> v, const scalar_t* x, int64_t n, int32_t k, int64_t* index,
@@ -91,7 +85,7 @@ template <typename scalar_t>
 cudaError_t launch_trivec_neighbors(const TriVecCloudView<scalar_t>& v, const scalar_t* x, int64_t n, int32_t k, int64_t* index,
                                     scalar_t* weights, scalar_t* local, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
-  neighbors_kernel<<<blocks_for(n), kThreads, 0, stream>>>(v, x, n, k, index, weights, local);
+  neighbors_kernel<<<grid_stride_blocks(n), kGridStrideThreads, 0, stream>>>(v, x, n, k, index, weights, local);
   return cudaGetLastError();
 }
 
@@ -102,9 +96,9 @@ cudaError_t launch_trivec_sample_fwd(const TriVecLinesView<scalar_t>& f, const i
   const int64_t count = reduce ? n : f.components * n;
   if (count == 0) return cudaSuccess;
   if (reduce)
-    fwd_reduce_kernel<<<blocks_for(count), kThreads, 0, stream>>>(f, index, weights, local, n, k, out);
+    fwd_reduce_kernel<<<grid_stride_blocks(count), kGridStrideThreads, 0, stream>>>(f, index, weights, local, n, k, out);
   else
-    fwd_kernel<<<blocks_for(count), kThreads, 0, stream>>>(f, index, weights, local, n, k, out);
+    fwd_kernel<<<grid_stride_blocks(count), kGridStrideThreads, 0, stream>>>(f, index, weights, local, n, k, out);
   return cudaGetLastError();
 }
 
@@ -115,7 +109,7 @@ cudaError_t launch_trivec_sample_bwd(const TriVecLinesView<scalar_t>& f, const i
                                      scalar_t* grad, cudaStream_t stream) {
   const int64_t count = f.components * n;
   if (count == 0) return cudaSuccess;
-  bwd_kernel<<<blocks_for(count), kThreads, 0, stream>>>(f, index, weights, local, n, k, grad_out, reduce, grad);
+  bwd_kernel<<<grid_stride_blocks(count), kGridStrideThreads, 0, stream>>>(f, index, weights, local, n, k, grad_out, reduce, grad);
   return cudaGetLastError();
 }
 
