@@ -53,7 +53,8 @@ def train_run(
     trainer = Trainer(config, scene, resume=resume)
     if trainer.state.iteration:
         log(f"resumed at iteration {trainer.state.iteration} ({trainer.progress:.0%} of the run)")
-    log(f"{config.field}: {trainer.field.num_parameters():,} parameters, grid {trainer.field.resolution}")
+    stage = f" (the coarse stage that places {config.field})" if trainer.state.coarse else ""
+    log(f"{trainer.field.name}{stage}: {trainer.field.num_parameters():,} parameters, grid {trainer.field.resolution}")
     total = config.iters if config.budget is None else None
     bar = tqdm(total=total, initial=trainer.state.iteration, unit="it", dynamic_ncols=True, disable=None)
     last_save = time.perf_counter()
