@@ -235,7 +235,7 @@ class Trainer:
         if isinstance(self.field, Upsampleable):
             shrink_due = self._passed(self.state.shrinks_done, gated=False) and self.state.iteration >= 2 * self.config.occupancy_warmup
             upsample_due = self._passed(self.state.upsamples_done, gated=True)
-            if (shrink_due or upsample_due or shrink_now) and not settling:
+            if (shrink_due or upsample_due or shrink_now) and not settling and self._may_carve():
                 events.append(self._shrink())
                 while self._passed(self.state.shrinks_done, gated=False):
                     self.state.shrinks_done += 1
@@ -282,6 +282,14 @@ class Trainer:
         self.grid = grid
         self.grid.update(self.field.density, self._step_size(), self.config.occupancy_threshold, generator=self.generator)
         return f"box shrunk to {[round(v, 3) for v in self.field.aabb.flatten().tolist()]}, resolution {self.field.resolution}" + pruned
+
+    def _may_carve(self) -> bool:
+        """Whether the box may shrink (and empty parts be pruned) now: a placed field waits while
+        TRaIn is below the full rank, since low ranks of local tensors stay faint where the scene
+        is thin and a shrink would cut those parts off for good (VM's low ranks over-cover instead)."""
+        field = self.field
+        below_full_rank = self.rank_incrementation is not None and field.active_rank < field.ranks
+        return not (isinstance(field, Placeable) and below_full_rank)
 
     def _prune(self) -> str:
         """Drop a `Placeable` field's parts the occupancy grid finds empty."""

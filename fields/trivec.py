@@ -327,12 +327,20 @@ class TriVecField(RankOrdered, Field):
         return self._sigma(x, slots), self.decoder(self._appearance(slots), d)
 
     def regularization(self) -> dict[str, torch.Tensor]:
-        """"l1" on the (rank-masked) density lines; the TV weights are accepted and add nothing."""
+        """"l1" on the density lines, every line of a component above the active rank scaled by
+        `rank_epsilon` (unlike sampling, where one line carries the mask: an unscaled L1 would
+        pull the other two lines of a waiting component to zero, and a product of lines at zero
+        cannot start learning when its rank comes); the TV weights are accepted and add nothing."""
         w = self.reg_weights
         lines = [s.density_lines for s in self.scales if s.density_lines.numel() > 0]
         if w["l1"] > 0 and lines:
-            return {"l1": w["l1"] * sum(self._masked(line).abs().mean() for line in lines)}
+            return {"l1": w["l1"] * sum(self._rank_scaled(line).abs().mean() for line in lines)}
         return {}
+
+    def _rank_scaled(self, lines: torch.Tensor) -> torch.Tensor:
+        """`lines [T, 3, R, L]` with all three lines of the components above the active rank scaled."""
+        mask = self.rank_mask(lines.shape[2], lines)
+        return lines if mask is None else lines * mask[None, None, :, None]
 
     def param_groups(self, lr: float, lr_network: float) -> list[dict[str, Any]]:
         return [

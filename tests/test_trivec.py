@@ -268,13 +268,15 @@ def test_regularization_l1_on_masked_density_lines() -> None:
     losses = field.regularization()
     assert set(losses) == {"l1"}
     assert losses["l1"].item() == pytest.approx(0.5 * sum(line.abs().mean().item() for line in lines), rel=1e-5)
-    field.set_active_rank(2)  # scale 0 keeps components 0, 1 of its x lines; scale 1 keeps component 0
+    field.set_active_rank(2)  # scale 0 keeps components 0, 1; scale 1 keeps component 0: on all three lines
     masked = [lines[0].clone(), lines[1].clone()]
-    masked[0][:, 0, 2:] = 0
-    masked[1][:, 0, 1:] = 0
+    masked[0][:, :, 2:] = 0
+    masked[1][:, :, 1:] = 0
     assert field.regularization()["l1"].item() == pytest.approx(0.5 * sum(m.abs().mean().item() for m in masked), rel=1e-5)
+    field.rank_epsilon = 1e-6  # as TRaIn trains: waiting components are barely pulled to zero, on every line
     field.regularization()["l1"].backward()
-    assert field.scales[0].density_lines.grad is not None
+    grad = field.scales[0].density_lines.grad
+    assert grad[:, :, 2:].abs().max() < 1e-5 * grad[:, :, :2].abs().max()
 
 
 def test_full_lattice_by_default_and_argument_checks() -> None:
