@@ -287,14 +287,13 @@ class TriVecField(RankOrdered, Field):
         x = x.contiguous()
         return [scale.neighbors(x, self.neighbors) for scale in self.scales]
 
-    def _masked(self, lines: torch.Tensor) -> torch.Tensor:
-        """`lines [T, 3, R, L]` with the x lines of components above the active rank scaled by
-        `rank_epsilon` (so each product is scaled once)."""
+    def _masked(self, lines: torch.Tensor, every_line: bool = False) -> torch.Tensor:
+        """`lines [T, 3, R, L]` with the components above the active rank scaled by `rank_epsilon`:
+        their x lines only (so each product is scaled once), or with `every_line` all three."""
         mask = self.rank_mask(lines.shape[2], lines)
         if mask is None:
             return lines
-        scale = torch.ones(3, lines.shape[2], dtype=lines.dtype, device=lines.device)
-        scale[0] = mask
+        scale = mask.expand(3, -1) if every_line else torch.cat([mask[None], torch.ones_like(mask).expand(2, -1)])
         return lines * scale[None, :, :, None]
 
     # --- Field interface ---------------------------------------------------------------
@@ -334,13 +333,8 @@ class TriVecField(RankOrdered, Field):
         w = self.reg_weights
         lines = [s.density_lines for s in self.scales if s.density_lines.numel() > 0]
         if w["l1"] > 0 and lines:
-            return {"l1": w["l1"] * sum(self._rank_scaled(line).abs().mean() for line in lines)}
+            return {"l1": w["l1"] * sum(self._masked(line, every_line=True).abs().mean() for line in lines)}
         return {}
-
-    def _rank_scaled(self, lines: torch.Tensor) -> torch.Tensor:
-        """`lines [T, 3, R, L]` with all three lines of the components above the active rank scaled."""
-        mask = self.rank_mask(lines.shape[2], lines)
-        return lines if mask is None else lines * mask[None, None, :, None]
 
     def param_groups(self, lr: float, lr_network: float) -> list[dict[str, Any]]:
         return [
