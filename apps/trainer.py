@@ -18,6 +18,7 @@ from fields.tensor_grid import resolution_for_voxels
 from render import NDC, OccupancyGrid, RenderSettings, camera_rays, render_rays
 
 from .checkpoint import CHECKPOINT_NAME, Checkpoint, load_checkpoint, save_checkpoint
+from .distill import distill_at_points, occupied_point_sampler
 from .presets import field_kwargs, regularization_weights
 from .rank_incrementation import RankIncrementation
 from .schedule import Schedule
@@ -29,8 +30,14 @@ __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "scene_info", "train_ca
 #: everywhere, so the occupancy grid stays the coarse VM's, and the box is shrunk (and empty
 #: tensors pruned) from the third on
 SETTLE_UPSAMPLES = 2
-#: after that the coarse VM's occupancy fades within this many updates of each cell
-PLACEMENT_MEMORY_UPDATES = 8
+#: Adam steps that fit a freshly placed field to the coarse VM before training goes on
+PLACEMENT_DISTILL_STEPS = 100
+#: when a field's density is replaced (a placed field after the coarse VM; TRaIn's full rank
+#: after its blobby low ranks), the old running density fades within this many updates of each cell
+FADE_UPDATES = 8
+#: TRaIn's low ranks are smooth (a few separable products) and over-cover empty space, so they
+#: march about twice the samples per ray; until the full rank is in, rays step this much farther
+LOW_RANK_STEP_FACTOR = 2.0
 
 
 class TrainingDiverged(RuntimeError):
@@ -124,6 +131,7 @@ class Trainer:
         self.batcher = RayBatcher(scene, "train", batch_size, seed=config.seed, device=self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.state = TrainState()
+        self.rank_incrementation: RankIncrementation | None = None  # set once the field exists
         checkpoint_path = self.out / CHECKPOINT_NAME
         if resume and checkpoint_path.is_file():
             checkpoint = load_checkpoint(checkpoint_path, self.device)
@@ -148,6 +156,7 @@ class Trainer:
             self.optimizer = self._make_optimizer()
         self._apply_regularization_weights()
         self.rank_incrementation = self._start_rank_incrementation(fresh=not self.state.iteration)
+        self.settings.step_size = self._step_size()
 
     # --- construction -------------------------------------------------------------------
     def _make_field(self) -> Field:
@@ -168,16 +177,24 @@ class Trainer:
 
     def _place(self) -> str:
         """End of the coarse stage: build `config.field` where the coarse VM's occupancy grid is
-        occupied; the grid carries over (fading, see `PLACEMENT_MEMORY_UPDATES`), TRaIn (if
-        asked for) starts now."""
-        cls = FIELDS[self.config.field]
+        occupied and distill the VM into it (its decoder copied, density and appearance features
+        fitted at points of the occupied cells), so training goes on from the VM's image instead
+        of a blank one; the grid carries over (fading, see `FADE_UPDATES`); TRaIn (if asked for)
+        starts now, so the distillation fits rank 1."""
+        cls, coarse = FIELDS[self.config.field], self.field
         self.field = cls.from_occupancy(self.grid.occupied, self.grid.aabb, **self._field_kwargs(self.config.field)).to(self.device)
         self.state.coarse = False
-        self.grid.fade(self._step_size(), self.config.occupancy_threshold, PLACEMENT_MEMORY_UPDATES)
+        self.grid.fade(self._step_size(), self.config.occupancy_threshold, FADE_UPDATES)
         self._apply_regularization_weights()
         self.rank_incrementation = self._start_rank_incrementation(fresh=True)
+        self.field.decoder.load_state_dict(coarse.decoder.state_dict())
+        sampler = occupied_point_sampler(self.grid, self.generator)
+        loss = distill_at_points(coarse, self.field, sampler, PLACEMENT_DISTILL_STEPS, self._step_size())
         counts = self.field.config().get("num_tensors")
-        return f"coarse stage done: {self.config.field} placed from the occupancy grid ({counts} tensors per scale)"
+        return (
+            f"coarse stage done: {self.config.field} placed from the occupancy grid ({counts} tensors per scale), "
+            f"distilled from the coarse field (loss {loss:.2g})"
+        )
 
     def _start_rank_incrementation(self, fresh: bool) -> RankIncrementation | None:
         """With `config.slimmable`: the TRaIn thresholds; a new run starts at rank 1 and the
@@ -199,11 +216,20 @@ class Trainer:
             group["initial_lr"] = self.config.lr if group["name"] == "factors" else self.config.lr_network
         return torch.optim.Adam(groups, betas=(0.9, 0.99), fused=True)
 
-    def _step_size(self) -> float:
+    def _render_step_size(self) -> float:
+        """The ray-marching step the field is rendered with (and saved with)."""
         voxel = getattr(self.field, "voxel_size", None)
         if voxel is None:
             return float((self.field.aabb[1] - self.field.aabb[0]).norm() / 512)
         return float(voxel.mean()) * self.config.step_ratio
+
+    def _step_size(self) -> float:
+        """The step of training batches: the render step, coarser for TRaIn's low ranks."""
+        return self._render_step_size() * (LOW_RANK_STEP_FACTOR if self._below_full_rank() else 1.0)
+
+    def _below_full_rank(self) -> bool:
+        """Whether TRaIn is running and has not reached the full rank yet."""
+        return self.rank_incrementation is not None and self.field.active_rank < self.field.ranks
 
     def _apply_regularization_weights(self) -> None:
         if hasattr(self.field, "reg_weights"):
@@ -287,9 +313,7 @@ class Trainer:
         """Whether the box may shrink (and empty parts be pruned) now: a placed field waits while
         TRaIn is below the full rank, since low ranks of local tensors stay faint where the scene
         is thin and a shrink would cut those parts off for good (VM's low ranks over-cover instead)."""
-        field = self.field
-        below_full_rank = self.rank_incrementation is not None and field.active_rank < field.ranks
-        return not (isinstance(field, Placeable) and below_full_rank)
+        return not (isinstance(self.field, Placeable) and self._below_full_rank())
 
     def _prune(self) -> str:
         """Drop a `Placeable` field's parts the occupancy grid finds empty."""
@@ -330,8 +354,9 @@ class Trainer:
         elapsed = time.perf_counter() - start
         self.state.train_seconds += elapsed
         rank_events = self._increment_rank(mse.item())
-        # TRaIn's low ranks carve empty space poorly: shrink the box again once the full rank is in
-        full_rank_reached = bool(rank_events) and self.field.active_rank == self.field.ranks
+        full_rank_reached = bool(rank_events) and not self._below_full_rank()
+        if full_rank_reached:
+            self._leave_low_ranks()
         events = rank_events + self._run_schedule(shrink_now=full_rank_reached)
         self.state.train_seconds += time.perf_counter() - start - elapsed
         return {
@@ -355,6 +380,12 @@ class Trainer:
         change = schedule.relative_change(previous, loss)
         return [f"rank {field.active_rank} of {field.ranks} (TRaIn: batch loss changed {change:.0%})"]
 
+    def _leave_low_ranks(self) -> None:
+        """TRaIn reached the full rank: march at the normal step again and let the occupancy of
+        the blobby low ranks fade (the box is shrunk again by the caller)."""
+        self.settings.step_size = self._step_size()
+        self.grid.fade(self.settings.step_size, self.config.occupancy_threshold, FADE_UPDATES)
+
     def finish(self) -> list[str]:
         """End of training: a slimmable run that stopped short of the full rank is truncated to
         the rank it reached (the components above it never trained). Returns what happened."""
@@ -362,6 +393,7 @@ class Trainer:
         if self.rank_incrementation is None or field.active_rank >= field.ranks:
             return []
         self.field = field.slim(field.active_rank)
+        self.settings.step_size = self._step_size()
         self.optimizer = self._make_optimizer()
         return [f"TRaIn reached rank {field.active_rank} of {field.ranks}: the field is truncated to it"]
 
@@ -375,7 +407,8 @@ class Trainer:
 
     # --- persistence --------------------------------------------------------------------
     def checkpoint(self) -> Checkpoint:
-        return Checkpoint(self.field, self.grid, self.settings, asdict(self.state), self.optimizer.state_dict())
+        settings = replace(self.settings, step_size=self._render_step_size())
+        return Checkpoint(self.field, self.grid, settings, asdict(self.state), self.optimizer.state_dict())
 
     def save(self) -> Path:
         """Write the checkpoint and config.json atomically; returns the checkpoint path."""

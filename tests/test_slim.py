@@ -15,9 +15,9 @@ from test_train import small_config
 from apps.checkpoint import CHECKPOINT_NAME, Checkpoint, checkpoint_nbytes, load_checkpoint, save_checkpoint
 from apps.cli import main
 from apps.rank_incrementation import RankIncrementation
-from apps.trainer import Trainer
+from apps.trainer import LOW_RANK_STEP_FACTOR, Trainer
 from data import load_scene
-from fields import CPField, VMField
+from fields import VMField
 from fields.slimming import TRAIN_EPSILON, active_components
 from render import render_image
 
@@ -151,8 +151,12 @@ def test_slimmable_run_short_of_full_rank_is_truncated(sphere_scene: Path, tmp_p
     trainer = Trainer(small_config(sphere_scene, tmp_path / "run", iters=3, slimmable=True, upsilon=100.0), scene)
     for _ in range(3):
         trainer.step()
+    normal_step = float(trainer.field.voxel_size.mean()) * trainer.config.step_ratio
+    assert trainer.settings.step_size == pytest.approx(LOW_RANK_STEP_FACTOR * normal_step)
+    assert trainer.checkpoint().settings.step_size == pytest.approx(normal_step)
     assert trainer.finish() == ["TRaIn reached rank 1 of 16: the field is truncated to it"]
     assert trainer.field.ranks == 1 and trainer.finish() == []
+    assert trainer.settings.step_size == pytest.approx(normal_step)  # what the checkpoint renders with
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -202,7 +206,7 @@ def test_slim_errors_are_one_line(
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_box_is_shrunk_when_the_full_rank_is_reached(sphere_scene: Path, tmp_path: Path) -> None:
+def test_full_rank_shrinks_the_box_and_restores_the_step(sphere_scene: Path, tmp_path: Path) -> None:
     scene = load_scene(sphere_scene)
     trainer = Trainer(small_config(sphere_scene, tmp_path / "run", iters=100, slimmable=True, upsilon=1e-9), scene)
     for _ in range(40):
@@ -211,3 +215,4 @@ def test_box_is_shrunk_when_the_full_rank_is_reached(sphere_scene: Path, tmp_pat
             break
     assert events[0] == "rank 16 of 16 (TRaIn: batch loss changed " + events[0].split("changed ")[1]
     assert any(event.startswith(("box shrunk", "box unchanged")) for event in events[1:]), events
+    assert trainer.settings.step_size == pytest.approx(float(trainer.field.voxel_size.mean()) * trainer.config.step_ratio)

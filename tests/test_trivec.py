@@ -13,6 +13,7 @@ from conftest import assert_native_matches_reference, brute_force_neighbors
 from test_train import small_config
 
 from apps.cli import main
+from apps.evaluate import evaluate_views
 from apps.trainer import SETTLE_UPSAMPLES, Trainer
 from data import load_scene
 from fields import FIELDS, TriVecField, VMField, field_from_config
@@ -330,3 +331,18 @@ def test_training_places_tensors_after_a_coarse_vm(sphere_scene: Path, tmp_path:
     assert main(["eval", str(tmp_path / "run"), "--ranks", f"1,{ranks}", "--split", "val", "--json", str(report)]) == 0
     rows = json.loads(report.read_text())["ranks"]
     assert rows[0]["nbytes"] < rows[1]["nbytes"] and rows[1]["psnr"] > 12.0
+
+
+def test_placed_field_starts_from_the_coarse_vm(sphere_scene: Path, tmp_path: Path) -> None:
+    """Placement distills the coarse VM into the new tensors: the field renders about as well
+    right after placement as the VM did just before (not the blank image of fresh tensors)."""
+    scene = load_scene(sphere_scene)
+    trainer = Trainer(small_config(sphere_scene, tmp_path / "run", iters=900, field="trivec"), scene)  # placed at 60
+    while not isinstance(trainer.field, TriVecField):
+        coarse = trainer.field
+        trainer.step()
+    views = scene.split("val")
+    before = evaluate_views(coarse, trainer.grid, trainer.settings, scene, views, with_ssim=False)["psnr"]
+    after = evaluate_views(trainer.field, trainer.grid, trainer.settings, scene, views, with_ssim=False)["psnr"]
+    empty = evaluate_views(make_field(density_shift=-100.0), trainer.grid, trainer.settings, scene, views, with_ssim=False)["psnr"]
+    assert before > empty + 5.0 and after > before - 2.0, (empty, before, after)
