@@ -18,7 +18,8 @@ def field_kwargs(name: str, ndc: bool, scene_aabb: torch.Tensor | None = None) -
 
     VM: lego config (16/48 components, MLP with PE 2) and flower config for forward-facing
     scenes (16,4,4 / 48,12,12 components, no PE). CP: 96/288 components. Tri-vector: see
-    `trivec_kwargs` (its sizes follow `scene_aabb`, the scene's box).
+    `trivec_kwargs` (its sizes follow `scene_aabb`, the scene's box), with the decoder of the
+    coarse VM it is distilled from.
     """
     if name == "vm":
         if ndc:
@@ -27,7 +28,7 @@ def field_kwargs(name: str, ndc: bool, scene_aabb: torch.Tensor | None = None) -
     if name == "cp":
         return {"density_components": 96, "appearance_components": 288, "decoder": "mlp"}
     if name == "trivec":
-        return trivec_kwargs(scene_aabb)
+        return {**trivec_kwargs(scene_aabb), **({"decoder_pe": 0} if ndc else {})}
     return {}
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_native_matches_reference, brute_force_neighbors
+from conftest import FERN, assert_native_matches_reference, brute_force_neighbors, requires_fern
 from test_train import small_config
 
 from apps.cli import main
@@ -346,3 +346,15 @@ def test_placed_field_starts_from_the_coarse_vm(sphere_scene: Path, tmp_path: Pa
     after = evaluate_views(trainer.field, trainer.grid, trainer.settings, scene, views, with_ssim=False)["psnr"]
     empty = evaluate_views(make_field(density_shift=-100.0), trainer.grid, trainer.settings, scene, views, with_ssim=False)["psnr"]
     assert before > empty + 5.0 and after > before - 2.0, (empty, before, after)
+
+
+@requires_fern
+def test_forward_facing_scene_trains_through_placement(tmp_path: Path) -> None:
+    """On an NDC scene the coarse VM has no positional encoding in its decoder; the placed field
+    takes the same decoder, so distillation can copy it."""
+    scene = load_scene(FERN, downsample=32)
+    trainer = Trainer(small_config(FERN, tmp_path / "run", iters=60, downsample=32, field="trivec"), scene)
+    while not trainer.done:
+        trainer.step()
+    assert isinstance(trainer.field, TriVecField) and trainer.field.config()["decoder_pe"] == 0
+    assert bool(torch.isfinite(trainer.field.density(torch.zeros(1, 3))).all())
