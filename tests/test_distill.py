@@ -1,5 +1,5 @@
-"""Distillation at points: a freshly placed tri-vector field fitted to a VM teacher (opacity and
-the appearance features both feed to the same decoder)."""
+"""Distillation at points: a freshly placed tri-vector field fitted to a VM teacher (the opacity
+of a render step, and the appearance features that the copied decoder turns into colours)."""
 
 from __future__ import annotations
 
