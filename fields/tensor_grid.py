@@ -12,12 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .base import Field
-from .decoders import make_decoder
 from .factors import total_variation
+from .head import FeatureHead
 from .slimming import RankOrdered, active_components
 
 __all__ = ["TensorGridField", "resolution_for_voxels"]
@@ -30,7 +29,7 @@ def resolution_for_voxels(num_voxels: int, aabb: torch.Tensor) -> list[int]:
     return [max(2, int(round(s))) for s in (size / voxel).tolist()]
 
 
-class TensorGridField(RankOrdered, Field):
+class TensorGridField(RankOrdered, FeatureHead, Field):
     """Base of factorized grid fields.
 
     Args:
@@ -62,15 +61,10 @@ class TensorGridField(RankOrdered, Field):
         self.resolution = [int(r) for r in resolution]
         self.density_components = density_components
         self.appearance_components = appearance_components
-        self.appearance_dim = appearance_dim
-        self.decoder_kind = decoder
-        self.decoder_pe = decoder_pe
-        self.density_shift = density_shift
-        self.distance_scale = distance_scale
         self.reg_weights = {"l1": 0.0, "tv_density": 0.0, "tv_appearance": 0.0}
         self._build_factors()
         self.basis = nn.Linear(self._appearance_width(), appearance_dim, bias=False)
-        self.decoder = make_decoder(decoder, appearance_dim, decoder_pe)
+        self._init_head(appearance_dim, decoder, decoder_pe, density_shift, distance_scale)
         self._init_ranks(max(self._density_groups()), active_rank)
 
     # --- subclass hooks -----------------------------------------------------------------
@@ -127,7 +121,7 @@ class TensorGridField(RankOrdered, Field):
 
     def density(self, x: torch.Tensor) -> torch.Tensor:
         xn = self.normalize(x)
-        sigma = F.softplus(self._density_feature(xn) + self.density_shift) * self.distance_scale
+        sigma = self._activate_density(self._density_feature(xn))
         return torch.where(self._inside(xn), sigma, torch.zeros_like(sigma))
 
     def appearance_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -162,11 +156,7 @@ class TensorGridField(RankOrdered, Field):
             "resolution": list(self.resolution),
             "density_components": self.density_components,
             "appearance_components": self.appearance_components,
-            "appearance_dim": self.appearance_dim,
-            "decoder": self.decoder_kind,
-            "decoder_pe": self.decoder_pe,
-            "density_shift": self.density_shift,
-            "distance_scale": self.distance_scale,
+            **self._head_config(),
             **self.rank_config(),
         }
 

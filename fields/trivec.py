@@ -21,14 +21,13 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cuda_ext import trivec_neighbors, trivec_sample
 
 from .base import Field
-from .decoders import make_decoder
 from .factors import resize_line
+from .head import FeatureHead
 from .slimming import RankOrdered, active_components
 from .tensor_grid import resolution_for_voxels
 from .trivec_index import (
@@ -157,7 +156,7 @@ def scale_sizes(box: torch.Tensor, scales: int, half_sizes: Any = None, spacings
     return [float(h) for h in halves], [float(s) for s in steps]
 
 
-class TriVecField(RankOrdered, Field):
+class TriVecField(RankOrdered, FeatureHead, Field):
     """Strivec's sparse multi-scale tri-vector field.
 
     Args:
@@ -204,11 +203,6 @@ class TriVecField(RankOrdered, Field):
         self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32).reshape(2, 3).clone())
         if not isinstance(scales, int) or scales < 1 or not isinstance(neighbors, int) or neighbors < 1:
             raise ValueError(f"scales and neighbors must be positive integers, got {scales} and {neighbors}")
-        self.appearance_dim = appearance_dim
-        self.decoder_kind = decoder
-        self.decoder_pe = decoder_pe
-        self.density_shift = density_shift
-        self.distance_scale = distance_scale
         self.neighbors = neighbors
         self.init_scale = init_scale
         self.reg_weights = {"l1": 0.0, "tv_density": 0.0, "tv_appearance": 0.0}
@@ -226,7 +220,7 @@ class TriVecField(RankOrdered, Field):
             TriVecScale(n, h, s, length, rd, ra, appearance_dim, init_scale)
             for n, h, s, length, rd, ra in zip(counts, half, step, lengths, density, appearance)
         )
-        self.decoder = make_decoder(decoder, appearance_dim, decoder_pe)
+        self._init_head(appearance_dim, decoder, decoder_pe, density_shift, distance_scale)
         self._init_ranks(max(density), active_rank)
         if centers is not None:
             self._place(centers)
@@ -301,7 +295,7 @@ class TriVecField(RankOrdered, Field):
         feature = sum(trivec_sample(self._masked(s.density_lines), *sl, reduce=True) for s, sl in zip(self.scales, slots))
         covered = torch.stack([sl.index[:, 0] >= 0 for sl in slots]).any(dim=0)
         inside = ((x >= self.aabb[0]) & (x <= self.aabb[1])).all(dim=-1)
-        sigma = F.softplus(feature + self.density_shift) * self.distance_scale
+        sigma = self._activate_density(feature)
         return torch.where(covered & inside, sigma, torch.zeros_like(sigma))
 
     def _appearance(self, slots: list[Slots]) -> torch.Tensor:
@@ -355,11 +349,7 @@ class TriVecField(RankOrdered, Field):
             "spacings": [s.spacing for s in self.scales],
             "density_components": [s.density_lines.shape[2] for s in self.scales],
             "appearance_components": [s.app_lines.shape[2] for s in self.scales],
-            "appearance_dim": self.appearance_dim,
-            "decoder": self.decoder_kind,
-            "decoder_pe": self.decoder_pe,
-            "density_shift": self.density_shift,
-            "distance_scale": self.distance_scale,
+            **self._head_config(),
             "neighbors": self.neighbors,
             "init_scale": self.init_scale,
             **self.rank_config(),
