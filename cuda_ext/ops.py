@@ -1,7 +1,13 @@
 """Public ops: validate arguments, then run the native kernel when built, else the reference.
 
-Arguments are checked here (shape, dtype, device, layout, packed offsets in range), so a kernel
-only ever sees what it can read safely, and a mistake is reported naming the argument.
+Arguments are checked here (shape, dtype, device, layout), so a kernel only ever sees tensors
+it can read, and a mistake is reported naming the argument. Checks of values (packed offsets and
+cell indices in range) read the tensors, a device sync on CUDA, so they run only with
+`TENSORFIELDS_DEBUG=1` (see `cuda_ext._checks`).
+
+The box `aabb` may live on any device: the native kernels take its six numbers by value, so a
+CPU box (`OccupancyGrid.host_aabb()`) spares a device-to-host copy per call on CUDA; the
+reference path moves it to the rays' device.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import torch
 
 from . import reference
 from ._backend import kernels_for
-from ._checks import check_tensor
+from ._checks import check_index_range, check_packed_info, check_tensor, debug_checks
 
 __all__ = ["ray_aabb_intersect", "march_rays", "render_transmittance", "composite", "update_occupancy"]
 
@@ -22,7 +28,7 @@ def ray_aabb_intersect(
     """Slab test of rays against a box, clipped to [near, far]; see `reference.ray_aabb_intersect`.
 
     Args:
-        rays_o, rays_d: `[R, 3]` float32; aabb: `[2, 3]` float32; far: a number or `[R]` float32.
+        rays_o, rays_d: `[R, 3]` float32; aabb: `[2, 3]` float32 (any device); far: a number or `[R]` float32.
     Returns:
         t_min `[R]`, t_max `[R]`, hit `[R]` bool.
     """
@@ -34,7 +40,7 @@ def ray_aabb_intersect(
         check_tensor("far", far, (num_rays,), torch.float32, device)
     module = kernels_for(device)
     if module is None:
-        return reference.ray_aabb_intersect(rays_o, rays_d, aabb, near, far)
+        return reference.ray_aabb_intersect(rays_o, rays_d, aabb.to(device), near, far)
     far_per_ray = far if isinstance(far, torch.Tensor) else torch.full((num_rays,), float(far), device=device)
     return tuple(module.ray_aabb_intersect(rays_o, rays_d, aabb, float(near), far_per_ray))
 
@@ -55,7 +61,7 @@ def march_rays(
 
     Args:
         rays_o, rays_d: `[R, 3]` float32; t_min, t_max: `[R]` float32; occupied: `[X, Y, Z]` bool;
-        aabb: `[2, 3]` float32; step_size > 0; jitter: optional `[R]` float32 in [0, 1);
+        aabb: `[2, 3]` float32 (any device); step_size > 0; jitter: optional `[R]` float32 in [0, 1);
         cone_angle >= 0 (0: fixed steps); max_step >= step_size (longest cone step).
     Returns:
         ray_indices `[S]` int64, t_starts `[S]`, t_ends `[S]`, packed_info `[R, 2]` int64.
@@ -77,7 +83,7 @@ def march_rays(
         raise ValueError(f"max_step ({max_step}) must be >= step_size ({step_size})")
     module = kernels_for(device)
     if module is None:
-        return reference.march_rays(rays_o, rays_d, t_min, t_max, occupied, aabb, step_size, jitter, cone_angle, max_step)
+        return reference.march_rays(rays_o, rays_d, t_min, t_max, occupied, aabb.to(device), step_size, jitter, cone_angle, max_step)
     if jitter is None:
         jitter = torch.zeros_like(t_min)
     max_step = min(float(max_step), torch.finfo(torch.float32).max)
@@ -89,7 +95,8 @@ def march_rays(
 def _check_packed(
     sigmas: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.Tensor, packed_info: torch.Tensor
 ) -> torch.device:
-    """Packed samples `[S]` of one float dtype, and (first, count) rows that stay inside them."""
+    """Packed samples `[S]` of one float dtype, and (with `debug_checks()`) (first, count) rows that
+    stay inside them."""
     if not isinstance(sigmas, torch.Tensor) or sigmas.dtype not in (torch.float32, torch.float64):
         got = sigmas.dtype if isinstance(sigmas, torch.Tensor) else type(sigmas).__name__
         raise TypeError(f"sigmas must be a float32 or float64 torch.Tensor, got {got}")
@@ -98,10 +105,8 @@ def _check_packed(
     check_tensor("t_starts", t_starts, (num_samples,), sigmas.dtype, device)
     check_tensor("t_ends", t_ends, (num_samples,), sigmas.dtype, device)
     check_tensor("packed_info", packed_info, (None, 2), torch.int64, device)
-    if packed_info.shape[0] > 0:
-        first, count = packed_info[:, 0], packed_info[:, 1]
-        if bool(((first < 0) | (count < 0) | (first + count > num_samples)).any()):
-            raise ValueError(f"packed_info has (first, count) rows outside the {num_samples} samples")
+    if debug_checks():
+        check_packed_info(packed_info, num_samples)
     return device
 
 
@@ -170,15 +175,16 @@ def update_occupancy(density_ema: torch.Tensor, cell_indices: torch.Tensor, new_
     `reference.update_occupancy`.
 
     Args:
-        density_ema: `[C]` float32; cell_indices: `[M]` int64, unique, in [0, C); new_density: `[M]` float32.
+        density_ema: `[C]` float32; cell_indices: `[M]` int64, unique, in [0, C) (checked with
+            `TENSORFIELDS_DEBUG=1`); new_density: `[M]` float32.
     Returns:
         density_ema (the same tensor).
     """
     device = check_tensor("density_ema", density_ema, (None,), torch.float32).device
     check_tensor("cell_indices", cell_indices, (None,), torch.int64, device)
     check_tensor("new_density", new_density, (cell_indices.shape[0],), torch.float32, device)
-    if cell_indices.numel() > 0 and bool(((cell_indices < 0) | (cell_indices >= density_ema.shape[0])).any()):
-        raise ValueError(f"cell_indices must lie in [0, {density_ema.shape[0]})")
+    if debug_checks():
+        check_index_range(cell_indices, 0, density_ema.shape[0], f"cell_indices must lie in [0, {density_ema.shape[0]})")
     module = kernels_for(device)
     if module is None:
         return reference.update_occupancy(density_ema, cell_indices, new_density, decay)

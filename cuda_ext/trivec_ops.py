@@ -1,6 +1,8 @@
 """Strivec tri-vector ops: the covering-tensor lookup of a scale and the weighted tri-vector
 products at the neighbours it finds. Arguments are validated here, then the native kernel runs
-(gradients w.r.t. the lines) when built, else the `cuda_ext.reference` twin."""
+(gradients w.r.t. the lines) when built, else the `cuda_ext.reference` twin. The tensor indices
+in `table` and `index` are checked to be in range only with `TENSORFIELDS_DEBUG=1` (reading them
+is a device sync on CUDA; see `cuda_ext._checks`)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import torch
 
 from . import reference
 from ._backend import kernels_for
-from ._checks import check_tensor
+from ._checks import check_index_range, check_tensor, debug_checks
 
 __all__ = ["trivec_neighbors", "trivec_sample"]
 
@@ -42,9 +44,9 @@ def _check_positive(name: str, value: object) -> float:
 
 
 def _check_indices(name: str, indices: torch.Tensor, count: int) -> None:
-    """Every entry of `indices` is -1 (empty) or a tensor index in [0, count)."""
-    if indices.numel() > 0 and bool(((indices < -1) | (indices >= count)).any()):
-        raise ValueError(f"{name} holds tensor indices outside [-1, {count}) (-1 marks an empty slot)")
+    """With `debug_checks()`: every entry of `indices` is -1 (empty) or a tensor index in [0, count)."""
+    if debug_checks():
+        check_index_range(indices, -1, count, f"{name} holds tensor indices outside [-1, {count}) (-1 marks an empty slot)")
 
 
 def _native_for(*tensors: torch.Tensor) -> ModuleType | None:
@@ -69,7 +71,8 @@ def trivec_neighbors(
     Args:
         points: `[N, 3]` float32 or float64; centers: `[T, 3]` of points' dtype and device.
         half_size: half the side of every tensor's cube (world units).
-        table: `[C, M]` int32 tensor indices per grid cell (ascending, padded with -1), C = prod(resolution).
+        table: `[C, M]` int32 tensor indices per grid cell (ascending, padded with -1), C = prod(resolution);
+            the indices are checked to lie in [-1, T) with `TENSORFIELDS_DEBUG=1`.
         origin: the grid's lower corner (3 numbers); cell_size: its cells' side; resolution: cells per axis (3 ints).
         k: neighbour slots per point (>= 1).
     Returns:
@@ -118,7 +121,8 @@ def trivec_sample(lines: torch.Tensor, index: torch.Tensor, weights: torch.Tenso
 
     Args:
         lines: `[T, 3, R, L]` float32 or float64 (tensor, axis x/y/z, component, grid point), L >= 2.
-        index: `[N, K]` int64, -1 or a tensor index; weights: `[N, K]`; local: `[N, K, 3]` in [-1, 1]
+        index: `[N, K]` int64, -1 or a tensor index (checked with `TENSORFIELDS_DEBUG=1`);
+            weights: `[N, K]`; local: `[N, K, 3]` in [-1, 1]
             (the lines' dtype and device), as `trivec_neighbors` returns them.
         reduce: return the sum over components `[N]` instead of the components.
     Returns:

@@ -1,32 +1,42 @@
-"""Scene representations. Every field implements `fields.base.Field`."""
+"""Scene representations. Every field implements `fields.base.Field`; one folder per family
+(`tensorf/`: VM and CP, `strivec/`: tri-vector), registered by name in `FIELDS`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .base import Field, Placeable, Slimmable, Upsampleable
-from .cp import CPField
-from .trivec import TriVecField
-from .vm import VMField
+from .base import Decoded, Field, Placeable, Regularized, Slimmable, Upsampleable, Voxelized, render_step_size
+from .strivec import TriVecField
+from .tensorf import CPField, VMField
 
 __all__ = [
     "Field",
     "Upsampleable",
     "Slimmable",
     "Placeable",
+    "Voxelized",
+    "Decoded",
+    "Regularized",
+    "render_step_size",
     "VMField",
     "CPField",
     "TriVecField",
     "FIELDS",
+    "field_class",
     "field_from_config",
 ]
 
-#: registry of field classes by their command-line / checkpoint name
+#: registry of field classes by their command-line / checkpoint name: a new field is one line here
 FIELDS: dict[str, type[Field]] = {cls.name: cls for cls in (VMField, CPField, TriVecField)}
+
+
+def field_class(name: str) -> type[Field]:
+    """The registered field class called `name`; a ValueError naming the known ones otherwise."""
+    if name not in FIELDS:
+        raise ValueError(f"unknown field '{name}' (known: {', '.join(sorted(FIELDS))})")
+    return FIELDS[name]
 
 
 def field_from_config(name: str, cfg: dict[str, Any]) -> Field:
     """Rebuild a field from its registry name and `config()` dict."""
-    if name not in FIELDS:
-        raise ValueError(f"unknown field '{name}' (known: {', '.join(sorted(FIELDS))})")
-    return FIELDS[name].from_config(cfg)
+    return field_class(name).from_config(cfg)

@@ -1,13 +1,42 @@
-"""The Field interface every scene representation implements, and its capability protocols."""
+"""The Field interface every scene representation implements, and its capability protocols.
+
+A field class owns its construction: `presets` (named constructor arguments per kind of scene
+and device) and `from_scene(scene)`; `param_groups()` names its optimizer groups with the base
+learning rates the field was designed for (trainers only scale them). What some fields can do
+beyond the interface is a protocol below, checked with `isinstance` by the code that needs it.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
-__all__ = ["Field", "Upsampleable", "Slimmable", "Placeable"]
+__all__ = [
+    "Field",
+    "SceneBox",
+    "Upsampleable",
+    "Slimmable",
+    "Placeable",
+    "Voxelized",
+    "Decoded",
+    "Regularized",
+    "preset_name",
+    "render_step_size",
+]
+
+
+class SceneBox(Protocol):
+    """What a field needs to know of a scene to build itself (`data.Scene` is one)."""
+
+    aabb: torch.Tensor
+    ndc: bool
+
+
+def preset_name(forward_facing: bool, gpu: bool) -> str:
+    """Preset key for a kind of scene and device: "bounded", "forward_facing", "+_gpu"."""
+    return ("forward_facing" if forward_facing else "bounded") + ("_gpu" if gpu else "")
 
 
 class Field(nn.Module):
@@ -19,6 +48,9 @@ class Field(nn.Module):
 
     #: registry name used in checkpoints and on the command line ("vm", "cp", ...)
     name: str = ""
+    #: constructor arguments by preset name (see `preset_name`); a missing "_gpu" preset falls
+    #: back to the CPU one
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
     aabb: torch.Tensor
 
     def density(self, x: torch.Tensor) -> torch.Tensor:
@@ -37,9 +69,10 @@ class Field(nn.Module):
         """The field's own losses (L1, TV, ...), already weighted. Empty by default."""
         return {}
 
-    def param_groups(self, lr: float, lr_network: float) -> list[dict[str, Any]]:
-        """Optimizer groups: grid factors at `lr`, networks/bases at `lr_network`."""
-        return [{"params": list(self.parameters()), "lr": lr, "name": "all"}]
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Optimizer groups `{"name", "params", "lr"}` covering every parameter once, each with
+        the base learning rate the field was designed for."""
+        return [{"name": "all", "params": list(self.parameters()), "lr": 1e-3}]
 
     def config(self) -> dict[str, Any]:
         """JSON-able constructor arguments; `type(self).from_config(cfg)` rebuilds the field."""
@@ -48,6 +81,19 @@ class Field(nn.Module):
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> "Field":
         return cls(**cfg)
+
+    @classmethod
+    def scene_kwargs(cls, scene: SceneBox, gpu: bool = False, **overrides: Any) -> dict[str, Any]:
+        """Constructor arguments for `scene` (its preset, then `overrides`), without the box."""
+        presets = cls.presets
+        name = preset_name(bool(scene.ndc), gpu)
+        preset = presets.get(name, presets.get(preset_name(bool(scene.ndc), False), {}))
+        return {**preset, **{k: v for k, v in overrides.items() if v is not None}}
+
+    @classmethod
+    def from_scene(cls, scene: SceneBox, gpu: bool = False, **overrides: Any) -> "Field":
+        """A field filling `scene.aabb`, built from the preset for the scene and device."""
+        return cls(aabb=scene.aabb.float(), **cls.scene_kwargs(scene, gpu, **overrides))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -60,7 +106,8 @@ class Field(nn.Module):
 
 @runtime_checkable
 class Upsampleable(Protocol):
-    """Grid fields whose factor resolution can grow and whose box can shrink."""
+    """Grid fields whose factor resolution can grow and whose box can shrink. Both change the
+    parameters' shapes without reading their values (so optimizer moments can follow)."""
 
     def upsample(self, resolution: list[int]) -> None: ...
 
@@ -69,9 +116,12 @@ class Upsampleable(Protocol):
 
 @runtime_checkable
 class Slimmable(Protocol):
-    """Rank-ordered fields that can render at, and be truncated to, a lower rank."""
+    """Rank-ordered fields that can render at, and be truncated to, a lower rank; components
+    above `active_rank` are scaled by `rank_epsilon` (0 when rendering)."""
 
     ranks: int
+    active_rank: int
+    rank_epsilon: float
 
     def set_active_rank(self, rank: int) -> None: ...
 
@@ -81,10 +131,44 @@ class Slimmable(Protocol):
 @runtime_checkable
 class Placeable(Protocol):
     """Fields whose structure is placed where a coarse estimate of the scene is occupied
-    (Strivec's local tensors). Trainers fit a coarse VM first, build the field from its occupancy
-    grid with `from_occupancy`, and later `prune` what ends up empty."""
+    (Strivec's local tensors): built from an occupancy grid with `from_occupancy`, later
+    `prune`d of what ends up empty (returns how many parts were removed)."""
 
     @classmethod
     def from_occupancy(cls, occupied: torch.Tensor, grid_aabb: torch.Tensor, **kwargs: Any) -> Field: ...
 
     def prune(self, occupied: torch.Tensor, grid_aabb: torch.Tensor) -> int: ...
+
+
+@runtime_checkable
+class Voxelized(Protocol):
+    """Fields sampled on a grid: `voxel_size [3]` (world units) sets the ray-marching step."""
+
+    @property
+    def voxel_size(self) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Decoded(Protocol):
+    """Fields whose colour is `decoder(appearance_features(x) [N, F], d)`: two such fields with
+    the same decoder structure can share it and be distilled feature to feature."""
+
+    decoder: nn.Module
+
+    def appearance_features(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Regularized(Protocol):
+    """Fields with weighted regularizers whose weights a training method sets (TensoRF's
+    "l1", "tv_density", "tv_appearance")."""
+
+    reg_weights: dict[str, float]
+
+
+def render_step_size(field: Field, step_ratio: float) -> float:
+    """The ray-marching step for `field`: `step_ratio` of its mean voxel size, or 1/512 of its
+    box diagonal for fields without voxels."""
+    if isinstance(field, Voxelized):
+        return float(field.voxel_size.mean()) * step_ratio
+    return float((field.aabb[1] - field.aabb[0]).norm() / 512)

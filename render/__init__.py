@@ -1,10 +1,13 @@
-"""Cameras to rays, occupancy grid, marching + compositing, image rendering."""
+"""Cameras to rays, occupancy grid, marching + compositing, image rendering, and `Model` (a field
+with its grid and render settings)."""
 
+from .model import Model
 from .occupancy import OccupancyGrid
 from .rays import NDC, Rays, camera_rays, image_rays, ndc_rays
 from .renderer import RenderOutput, RenderSettings, render_image, render_rays, render_rays_progressive
 
 __all__ = [
+    "Model",
     "NDC",
     "Rays",
     "camera_rays",

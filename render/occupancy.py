@@ -36,6 +36,20 @@ class OccupancyGrid(nn.Module):
     def resolution(self) -> list[int]:
         return list(self.occupied.shape)
 
+    def host_aabb(self) -> torch.Tensor:
+        """A CPU copy of `aabb` (read-only), for the ops that take the box by value. It is made
+        once per box, not per batch (from a GPU each copy is a device sync), and again when the
+        buffer is replaced or changed in place (`copy_`, `load_state_dict`): it is keyed on the
+        buffer object and its version counter."""
+        aabb = self.aabb
+        if aabb.is_inference():  # no version counter to key a copy on
+            return aabb.cpu()
+        cached = getattr(self, "_host_aabb", None)
+        if cached is None or cached[0] is not aabb or cached[1] != aabb._version:
+            cached = (aabb, aabb._version, aabb.detach().to("cpu", copy=True))
+            self._host_aabb = cached
+        return cached[2]
+
     def cell_centers(self, cells: torch.Tensor, jitter: bool, generator: torch.Generator | None = None) -> torch.Tensor:
         """World positions `[M, 3]` in flat cells `[M]`: centres, or uniform in the cell with jitter."""
         x_res, y_res, z_res = self.resolution

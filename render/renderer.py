@@ -1,4 +1,10 @@
-"""Volume rendering of a field along rays: march the occupancy grid, prune, query, composite."""
+"""Volume rendering of a field along rays: march the occupancy grid, prune, query, composite.
+
+On CUDA, `render_rays` reads tensor values on the host (a device sync each) only where a size
+is needed: the number of marched samples (inside `march_rays`), of samples kept in front of
+opaque surfaces, and of samples that get a colour. The box reaches the kernels from the host
+(`OccupancyGrid.host_aabb`), and per-ray counts are computed on the device.
+"""
 
 from __future__ import annotations
 
@@ -73,8 +79,8 @@ def render_rays(
     device = rays.origins.device
     t_min, t_max = _ray_segment(grid, rays, settings)
     offsets = torch.rand(len(rays), generator=generator, device=device) if jitter else None
-    ray_indices, t_starts, t_ends, _ = _march(grid, rays, t_min, t_max, settings, offsets)
-    rgb, opacity, depth, num_samples = _shade(field, rays, ray_indices, t_starts, t_ends, settings)
+    ray_indices, t_starts, t_ends, packed_info = _march(grid, rays, t_min, t_max, settings, offsets)
+    rgb, opacity, depth, num_samples = _shade(field, rays, ray_indices, t_starts, t_ends, packed_info, settings)
     return RenderOutput(_with_background(rgb, opacity, settings), opacity, depth, num_samples)
 
 
@@ -102,9 +108,9 @@ def render_rays_progressive(
     while active.numel() > 0:
         segment = rays[active]
         end = torch.minimum(start[active] + segment_steps * settings.step_size, t_max[active])
-        ray_indices, t_starts, t_ends, _ = _march(grid, segment, start[active], end, settings)
+        ray_indices, t_starts, t_ends, packed_info = _march(grid, segment, start[active], end, settings)
         prefix = transmittance[active]
-        seg_rgb, seg_opacity, seg_depth, count = _shade(field, segment, ray_indices, t_starts, t_ends, settings, prefix)
+        seg_rgb, seg_opacity, seg_depth, count = _shade(field, segment, ray_indices, t_starts, t_ends, packed_info, settings, prefix)
         rgb[active] += prefix[:, None] * seg_rgb
         opacity[active] += prefix * seg_opacity
         depth[active] += prefix * seg_depth
@@ -119,7 +125,7 @@ def render_rays_progressive(
 def _ray_segment(grid: OccupancyGrid, rays: Rays, settings: RenderSettings) -> tuple[torch.Tensor, torch.Tensor]:
     """Where each ray is inside the grid's box and within [near, far], `[R]` each."""
     far = torch.clamp(rays.far, max=settings.far)
-    t_min, t_max, _ = ray_aabb_intersect(rays.origins, rays.directions, grid.aabb, settings.near, far)
+    t_min, t_max, _ = ray_aabb_intersect(rays.origins, rays.directions, grid.host_aabb(), settings.near, far)
     return t_min, t_max
 
 
@@ -128,17 +134,19 @@ def _march(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Packed samples of `rays` between t_min and t_max `[R]` (see `cuda_ext.march_rays`); cone
     steps never exceed one occupancy cell, so no occupied cell is stepped over."""
+    box = grid.host_aabb()  # on the CPU: max_step and the kernels' box need no copy from the device
     max_step = float("inf")
     if settings.cone_angle > 0:
-        cell = (grid.aabb[1] - grid.aabb[0]).cpu() / torch.tensor(grid.resolution)
+        cell = (box[1] - box[0]) / torch.tensor(grid.resolution)
         max_step = max(settings.step_size, float(cell.min()))
     return march_rays(
-        rays.origins, rays.directions, t_min, t_max, grid.occupied, grid.aabb, settings.step_size, jitter, settings.cone_angle, max_step
+        rays.origins, rays.directions, t_min, t_max, grid.occupied, box, settings.step_size, jitter, settings.cone_angle, max_step
     )
 
 
 def _with_background(rgb: torch.Tensor, opacity: torch.Tensor, settings: RenderSettings) -> torch.Tensor:
-    background = torch.tensor(settings.background, dtype=rgb.dtype, device=rgb.device)
+    # filled on the device: torch.tensor(list, device=cuda) would be a synchronizing host-to-device copy
+    background = torch.stack([torch.full((), value, dtype=rgb.dtype, device=rgb.device) for value in settings.background])
     return rgb + (1.0 - opacity)[:, None] * background
 
 
@@ -148,10 +156,11 @@ def _shade(
     ray_indices: torch.Tensor,
     t_starts: torch.Tensor,
     t_ends: torch.Tensor,
+    packed_info: torch.Tensor,
     settings: RenderSettings,
     prefix: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    """Composite packed samples of `rays` (no background).
+    """Composite packed samples of `rays` (no background), as `_march` returns them.
 
     A density pass without gradients gives every sample's weight; samples behind an opaque
     surface (transmittance below `early_stop_eps`, counting `prefix [R]`, the transmittance
@@ -162,17 +171,16 @@ def _shade(
     Returns:
         rgb `[R, 3]`, opacity `[R]`, depth `[R]` of these samples alone, and the sample count.
     """
-    num_rays = len(rays)
-    packed_info = packed_info_from_counts(torch.bincount(ray_indices, minlength=num_rays))
     with torch.no_grad():
         sigmas = field.density(_positions(rays, ray_indices, t_starts, t_ends))
         transmittance, alphas = render_transmittance(sigmas, t_starts, t_ends, packed_info, ray_indices)
         if prefix is not None:
             transmittance = transmittance * prefix[ray_indices]
         keep = transmittance > settings.early_stop_eps
-        needs_colour = (transmittance * alphas)[keep] > settings.weight_threshold
-    ray_indices, t_starts, t_ends, sigmas = ray_indices[keep], t_starts[keep], t_ends[keep], sigmas[keep]
-    packed_info = packed_info_from_counts(torch.bincount(ray_indices, minlength=num_rays))
+        kept = keep.nonzero().squeeze(1)  # a size read (sync on CUDA) that sizes all that follows
+        needs_colour = (transmittance * alphas)[kept] > settings.weight_threshold
+        packed_info = packed_info_from_counts(_kept_per_ray(keep, packed_info))
+    ray_indices, t_starts, t_ends, sigmas = ray_indices[kept], t_starts[kept], t_ends[kept], sigmas[kept]
     positions = _positions(rays, ray_indices, t_starts, t_ends)
     if torch.is_grad_enabled():
         sigmas = field.density(positions)
@@ -183,6 +191,15 @@ def _shade(
         rgbs = rgbs.index_copy(0, coloured, radiance)
     rgb, opacity, depth, _ = composite(sigmas, rgbs, t_starts, t_ends, ray_indices, packed_info)
     return rgb, opacity, depth, int(ray_indices.numel())
+
+
+def _kept_per_ray(keep: torch.Tensor, packed_info: torch.Tensor) -> torch.Tensor:
+    """How many of each ray's packed samples `keep [S]` marks, `[R]` int64: differences of its
+    running count at the rays' (first, first + count) offsets (no bincount: on CUDA that reads
+    the largest index on the host)."""
+    running = torch.cat([keep.new_zeros(1, dtype=torch.int64), keep.cumsum(0)])
+    first, count = packed_info.unbind(-1)
+    return running[first + count] - running[first]
 
 
 def _positions(rays: Rays, ray_indices: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,53 @@
+"""`tensorfields eval`: PSNR / SSIM of a run on held-out views, or per rank with `--ranks`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+__all__ = ["register", "eval_command"]
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser("eval", help="PSNR/SSIM of a trained run on held-out views", description="Evaluate a run.")
+    evaluate.add_argument("run", help="run folder")
+    evaluate.add_argument("--data", default=None, help="scene folder (default: the one the run trained on)")
+    evaluate.add_argument("--split", default="test", choices=["train", "val", "test"], help="views to score (default: test, or val)")
+    evaluate.add_argument("--downsample", type=float, default=None, help="image downsampling (default: the run's)")
+    evaluate.add_argument("--json", default=None, help="also write the results to this JSON file")
+    evaluate.add_argument("--renders", default=None, help="write the rendered views into this folder")
+    evaluate.add_argument(
+        "--ranks", default=None, help="score the field slimmed to each of these ranks, e.g. 1,2,4,8,16 (PSNR, SSIM, checkpoint size)"
+    )
+    evaluate.set_defaults(func=eval_command)
+
+
+def eval_command(args: argparse.Namespace) -> dict:
+    from data import load_scene
+
+    from ..evaluate import evaluate_ranks, evaluate_views, parse_ranks, rank_table, slimmable_field
+    from ..runs import load_checkpoint, load_run_config
+
+    run_config = load_run_config(args.run)
+    checkpoint = load_checkpoint(args.run)
+    data = args.data or run_config["train"]["data"]
+    downsample = args.downsample if args.downsample is not None else run_config["train"]["downsample"]
+    ranks = parse_ranks(args.ranks) if args.ranks else None
+    if ranks:
+        slimmable_field(checkpoint, args.run, ranks)  # check before loading the scene
+    scene = load_scene(data, downsample)
+    split = scene.split_name(args.split)
+    if ranks:
+        rows = evaluate_ranks(checkpoint, scene, scene.split(split), ranks)
+        print(f"{args.run}: {split} views at {scene.width}x{scene.height}, the field slimmed to each rank\n{rank_table(rows)}")
+        if args.json:
+            Path(args.json).write_text(json.dumps({"ranks": rows, "split": split, "data": str(data)}, indent=2) + "\n")
+        return {"ranks": rows}
+    renders = Path(args.renders) if args.renders else None
+    result = evaluate_views(checkpoint.model, scene, scene.split(split), renders)
+    width, height = result["resolution"]
+    print(f"{args.run}: PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.4f}  ({result['num_views']} {split} views at {width}x{height})")
+    if args.json:
+        Path(args.json).write_text(json.dumps({**result, "split": split, "data": str(data)}, indent=2) + "\n")
+    return result

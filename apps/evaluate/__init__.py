@@ -1,0 +1,19 @@
+"""Scoring a model on held-out views: PSNR / SSIM (`metrics.py`), rendered views (`views.py`),
+per-rank scores of slimmable fields (`ranks.py`)."""
+
+from .metrics import psnr, ssim
+from .ranks import evaluate_ranks, parse_ranks, rank_table, slimmable_field
+from .views import evaluate_views, evenly_spaced, normalized_depth, to_uint8
+
+__all__ = [
+    "psnr",
+    "ssim",
+    "evaluate_views",
+    "evenly_spaced",
+    "normalized_depth",
+    "to_uint8",
+    "evaluate_ranks",
+    "parse_ranks",
+    "rank_table",
+    "slimmable_field",
+]

@@ -1,0 +1,77 @@
+"""Rendering held-out views of a trained field and scoring them (PSNR, SSIM)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import imageio.v3 as iio
+import torch
+
+from data import Scene
+from render import Model
+
+from .metrics import psnr, ssim
+
+__all__ = ["evaluate_views", "evenly_spaced", "to_uint8"]
+
+
+def evenly_spaced(indices: torch.Tensor, count: int | None) -> torch.Tensor:
+    """At most `count` entries of `indices [N]`, evenly spread (all of them when count is None)."""
+    if count is None or count >= len(indices):
+        return indices
+    return indices[torch.linspace(0, len(indices) - 1, count).round().long()]
+
+
+def to_uint8(image: torch.Tensor) -> torch.Tensor:
+    """Float image in [0, 1] (`[H, W]` or `[H, W, C]`) -> uint8."""
+    return (image.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
+
+
+@torch.no_grad()
+def evaluate_views(
+    model: Model,
+    scene: Scene,
+    indices: torch.Tensor,
+    render_dir: Path | None = None,
+    with_ssim: bool = True,
+) -> dict[str, Any]:
+    """Render the views `indices` of `scene` with `model` and compare them with its images.
+
+    Returns:
+        {"psnr": mean PSNR over views, "ssim": mean SSIM (None when skipped), "num_views",
+        "resolution": [W, H], "per_view": [{"index", "psnr", "ssim"}]}. With `render_dir`,
+        each render is written there as `<index>.png` beside its depth as `<index>_depth.png`.
+    """
+    device = model.device
+    cameras = scene.cameras.to(device)
+    per_view = []
+    for index in indices.tolist():
+        rendered = model.render_image(cameras, index)
+        target = scene.images[index].to(device).float() / 255.0
+        entry = {"index": index, "psnr": psnr(rendered["rgb"], target), "ssim": ssim(rendered["rgb"], target) if with_ssim else None}
+        per_view.append(entry)
+        if render_dir is not None:
+            render_dir.mkdir(parents=True, exist_ok=True)
+            iio.imwrite(render_dir / f"{index:04d}.png", to_uint8(rendered["rgb"]).cpu().numpy())
+            iio.imwrite(render_dir / f"{index:04d}_depth.png", to_uint8(normalized_depth(rendered)).cpu().numpy())
+    count = len(per_view)
+    return {
+        "psnr": sum(v["psnr"] for v in per_view) / max(count, 1),
+        "ssim": sum(v["ssim"] for v in per_view) / max(count, 1) if with_ssim else None,
+        "num_views": count,
+        "resolution": [scene.width, scene.height],
+        "per_view": per_view,
+    }
+
+
+def normalized_depth(rendered: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Expected surface depth scaled to [0, 1] over the image (near bright, empty black), `[H, W]`."""
+    opacity = rendered["opacity"]
+    depth = rendered["depth"] / opacity.clamp(min=1e-6)
+    valid = opacity > 0.5
+    if not valid.any():
+        return torch.zeros_like(depth)
+    lo, hi = depth[valid].min(), depth[valid].max()
+    scaled = 1.0 - (depth - lo) / (hi - lo).clamp(min=1e-6)
+    return scaled * valid

@@ -1,0 +1,2 @@
+"""What a trained model is exported as: meshes (`mesh.py`: marching cubes / TSDF, colours,
+clean-up, writers; `mesh_metrics.py`: Chamfer, F-score) and videos (`video.py`)."""

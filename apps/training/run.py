@@ -1,0 +1,119 @@
+"""A whole training run: load the scene, train with a progress bar, checkpoint, evaluate."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from tqdm import tqdm
+
+import cuda_ext
+from data import Scene, load_scene, scene_summary
+from fields import Slimmable
+
+from ..evaluate import evaluate_views, evenly_spaced
+from ..runs import CHECKPOINT_NAME, write_json
+from .config import TrainConfig
+from .trainer import Trainer, TrainingDiverged
+
+__all__ = ["train_run", "RunInterrupted"]
+
+#: views rendered for the metrics written at the end of training (`eval` scores a whole split)
+FINAL_EVAL_VIEWS = 10
+
+
+class RunInterrupted(RuntimeError):
+    """Training stopped early (Ctrl-C or divergence) after saving the last good checkpoint."""
+
+
+def train_run(
+    config: TrainConfig,
+    resume: bool = False,
+    scene: Scene | None = None,
+    on_step: Callable[[Trainer], None] | None = None,
+    log: Callable[[str], None] = print,
+    final_eval_views: int | None = FINAL_EVAL_VIEWS,
+) -> dict[str, Any]:
+    """Train `config` to the end of its schedule and write the run folder.
+
+    Writes `checkpoint.safetensors` (every `config.checkpoint_every` seconds and at the end),
+    `config.json`, `metrics.json` and `renders/` (held-out views). Ctrl-C saves a checkpoint
+    and raises `RunInterrupted`; a diverged loss keeps the last checkpoint and raises too.
+    `on_step(trainer)` runs after every step (benchmarks evaluate from there).
+    Returns the metrics dict.
+    """
+    out = Path(config.out)
+    if scene is None:
+        scene = load_scene(config.data, config.downsample)
+    log(scene_summary(scene))
+    if resume and not (out / CHECKPOINT_NAME).is_file():
+        log(f"--resume: no checkpoint in {out}, starting a new run")
+    log(f"native extension: {_describe(cuda_ext.status())}")  # builds it now, outside the training clock
+    trainer = Trainer(config, scene, resume=resume)
+    if trainer.state.iteration:
+        log(f"resumed at iteration {trainer.state.iteration} ({trainer.progress:.0%} of the run)")
+    for event in trainer.start_events:
+        log(event)
+    log(f"{trainer.field.name}: {trainer.field.num_parameters():,} parameters, grid {trainer.field.resolution}")
+    total = config.iters if config.budget is None else None
+    bar = tqdm(total=total, initial=trainer.state.iteration, unit="it", dynamic_ncols=True, disable=None)
+    last_save = time.perf_counter()
+    try:
+        while not trainer.done:
+            stats = trainer.step()
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{stats['loss']:.4f}", psnr=f"{stats['psnr']:.2f}", rays_s=f"{stats['rays_per_s']:,.0f}", refresh=False
+            )
+            for event in stats["events"]:
+                bar.write(f"[{trainer.state.iteration}] {event}")
+            if on_step is not None:
+                on_step(trainer)
+            if time.perf_counter() - last_save > config.checkpoint_every:
+                trainer.save()
+                last_save = time.perf_counter()
+    except KeyboardInterrupt:
+        bar.close()
+        trainer.save()
+        raise RunInterrupted(f"interrupted at iteration {trainer.state.iteration}; checkpoint saved, continue with --resume") from None
+    except TrainingDiverged as error:
+        bar.close()
+        saved = "the last good checkpoint is kept" if (out / CHECKPOINT_NAME).is_file() else "no checkpoint had been written yet"
+        raise RunInterrupted(f"{error}; {saved} in {out}") from None
+    bar.close()
+    for event in trainer.finish():
+        log(event)
+    trainer.save()
+    held_out = scene.split("test")
+    result = evaluate_views(trainer.model, scene, evenly_spaced(held_out, final_eval_views), out / "renders")
+    metrics = {
+        "psnr": result["psnr"],
+        "ssim": result["ssim"],
+        "num_views": result["num_views"],
+        "held_out_views": int(len(held_out)),
+        "resolution": result["resolution"],
+        "iterations": trainer.state.iteration,
+        "train_seconds": round(trainer.state.train_seconds, 2),
+        "num_parameters": trainer.field.num_parameters(),
+        "nbytes": trainer.field.nbytes(),
+        **_rank_metrics(trainer),
+    }
+    write_json(out / "metrics.json", metrics)
+    log(f"held-out PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} on {metrics['num_views']} views; run in {out}")
+    return metrics
+
+
+def _rank_metrics(trainer: Trainer) -> dict[str, Any]:
+    """`ranks` of a rank-ordered field, and whether it was trained slimmable (TRaIn)."""
+    if not isinstance(trainer.field, Slimmable):
+        return {}
+    return {"ranks": trainer.field.ranks, "slimmable": trainer.config.slimmable}
+
+
+def _describe(status: dict[str, Any]) -> str:
+    if status["native"]:
+        return "C++ and CUDA" if status["cuda"] else "C++ (CPU)"
+    if status["forced_reference"]:
+        return "off (TENSORFIELDS_REFERENCE set), pure-torch reference"
+    return f"unavailable, pure-torch reference ({status['error']})"

@@ -1,0 +1,41 @@
+"""Training methods as strategies with uniform hooks (`base.Strategy`), one file each:
+TensoRF's schedule (`tensorf.py`), Strivec's placement (`strivec.py`), SlimmeRF's TRaIn
+(`rank_incrementation.py`). `strategies_for` picks the ones a run needs, in hook order."""
+
+from __future__ import annotations
+
+from data import Scene
+from fields import Placeable, field_class
+
+from ..config import TrainConfig
+from .base import Strategy
+from .rank_incrementation import LOW_RANK_STEP_FACTOR, RankIncrementation, TRaIn
+from .strivec import FADE_UPDATES, PLACEMENT_DISTILL_STEPS, SETTLE_UPSAMPLES, StrivecPlacement
+from .tensorf import TensoRFSchedule, default_grid, regularization_weights
+
+__all__ = [
+    "Strategy",
+    "TensoRFSchedule",
+    "StrivecPlacement",
+    "TRaIn",
+    "RankIncrementation",
+    "strategies_for",
+    "default_grid",
+    "regularization_weights",
+    "LOW_RANK_STEP_FACTOR",
+    "FADE_UPDATES",
+    "PLACEMENT_DISTILL_STEPS",
+    "SETTLE_UPSAMPLES",
+]
+
+
+def strategies_for(config: TrainConfig, scene: Scene) -> list[Strategy]:
+    """The strategies of a run, in the order their hooks run: placement for `Placeable` fields,
+    TRaIn with `--slimmable` (its rank step comes before the schedule's shrink), TensoRF's schedule."""
+    strategies: list[Strategy] = []
+    if issubclass(field_class(config.field), Placeable):
+        strategies.append(StrivecPlacement(config, scene))
+    if config.slimmable:
+        strategies.append(TRaIn(config, scene))
+    strategies.append(TensoRFSchedule(config, scene))
+    return strategies

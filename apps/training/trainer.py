@@ -1,0 +1,244 @@
+"""The training loop: batch -> render -> loss -> backward -> step -> strategy hooks -> events.
+
+The loop knows no training method: TensoRF's schedule, Strivec's placement and TRaIn are
+strategies (`training.strategies`) that act through the few methods below (`restructure`,
+`replace_field`, `update_grid`, `request_shrink`, ...), which keep the optimizer's state and
+the model consistent.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from data import RayBatcher, Scene
+from fields import Field, field_class, render_step_size
+from render import NDC, Model, OccupancyGrid, RenderSettings, camera_rays
+
+from ..runs import CHECKPOINT_NAME, Checkpoint, load_checkpoint, save_checkpoint, scene_info, write_json
+from . import optim
+from .config import TrainConfig
+from .strategies import Strategy, strategies_for
+
+__all__ = ["Trainer", "TrainingDiverged", "LoopState"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class LoopState:
+    """The loop's own progress; each strategy keeps its own state beside it in the checkpoint."""
+
+    iteration: int = 0
+    train_seconds: float = 0.0
+
+
+class Trainer:
+    """Trains one field on one scene.
+
+    Call `step()` repeatedly (or `training.train_run`); `progress` runs from 0 to 1 over
+    `config.iters` iterations or `config.budget` seconds of training time, and drives the
+    strategies. `model` is the field with its occupancy grid and render settings.
+    """
+
+    def __init__(self, config: TrainConfig, scene: Scene, resume: bool = False) -> None:
+        field_class(config.field)  # an unknown name fails here, with the known ones
+        self.config = config
+        self.scene = scene
+        self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.gpu = self.device.type == "cuda"
+        batch_size = config.batch_size or (4096 if self.gpu else 1024)
+        self.out = Path(config.out)
+        self.cameras = scene.cameras.to(self.device)
+        self.ndc = NDC(scene.ndc_focal, scene.width, scene.height, scene.ndc_near) if scene.ndc else None
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.state = LoopState()
+        self.strategies: list[Strategy] = strategies_for(config, scene)
+        self._shrink_requested = False
+        checkpoint_path = self.out / CHECKPOINT_NAME
+        resumed = resume and checkpoint_path.is_file()
+        if resumed:
+            checkpoint = load_checkpoint(checkpoint_path, self.device)
+            self.model = checkpoint.model
+            self._load_train_state(checkpoint.train_state)
+            self.optimizer = optim.make_optimizer(self.field)
+            if checkpoint.optimizer_state is not None:
+                self.optimizer.load_state_dict(checkpoint.optimizer_state)
+        else:
+            field = self._make_field().to(self.device)
+            grid = OccupancyGrid(field.aabb, config.occupancy_resolution).to(self.device)
+            settings = RenderSettings(
+                step_size=render_step_size(field, config.step_ratio),
+                # NDC rays carry their own end (`Rays.far`); the scene's 0..1 is in NDC units
+                near=0.0 if scene.ndc else scene.near,
+                far=1e10 if scene.ndc else scene.far,
+                background=scene.background.tolist(),
+                ndc=self.ndc,
+                cone_angle=config.cone_angle,
+            )
+            self.model = Model(field, grid, settings)
+            self.optimizer = optim.make_optimizer(self.field)
+        self.batcher = RayBatcher(scene, "train", batch_size, seed=config.seed + self.state.iteration, device=self.device)
+        self.start_events = [event for s in self.strategies for event in s.on_start(self, resumed)]
+        self.update_step_size()
+
+    def _make_field(self) -> Field:
+        """The first strategy's starting field (a coarse stage), else the configured field's
+        `from_scene` with the strategies' overrides (grid size) and `--decoder`."""
+        overrides: dict[str, Any] = {"decoder": self.config.decoder}
+        for strategy in self.strategies:
+            overrides.update(strategy.field_overrides(self))
+        for strategy in self.strategies:
+            field = strategy.make_field(self, overrides)
+            if field is not None:
+                return field
+        return field_class(self.config.field).from_scene(self.scene, self.gpu, **overrides)
+
+    # --- what strategies use ------------------------------------------------------------
+    @property
+    def field(self) -> Field:
+        return self.model.field
+
+    @property
+    def grid(self) -> OccupancyGrid:
+        return self.model.grid
+
+    @property
+    def progress(self) -> float:
+        if self.config.budget is not None:
+            return min(1.0, self.state.train_seconds / self.config.budget)
+        return min(1.0, self.state.iteration / max(1, self.config.iters))
+
+    @property
+    def done(self) -> bool:
+        return self.progress >= 1.0
+
+    def strategy(self, name: str) -> Strategy | None:
+        """The strategy called `name` ("tensorf", "strivec", "train"), if this run has it."""
+        return next((s for s in self.strategies if s.name == name), None)
+
+    def broadcast(self, hook: str, *args: Any) -> list[str]:
+        """Call `hook` on every strategy; the events they return, in order."""
+        events: list[str] = []
+        for strategy in self.strategies:
+            events += getattr(strategy, hook)(self, *args) or []
+        return events
+
+    def allows(self, action: str) -> bool:
+        """Whether every strategy allows `action` now (see `Strategy.allows`)."""
+        return all(strategy.allows(self, action) for strategy in self.strategies)
+
+    def step_size(self) -> float:
+        """The step of training batches: the field's render step times the strategies' factors."""
+        return render_step_size(self.field, self.config.step_ratio) * math.prod(s.step_scale(self) for s in self.strategies)
+
+    def update_step_size(self) -> None:
+        self.model.settings.step_size = self.step_size()
+
+    def update_grid(self, fraction: float = 1.0, step_size: float | None = None) -> None:
+        """Update the occupancy grid from the field's density (a random `fraction` of the cells)."""
+        step = self.model.settings.step_size if step_size is None else step_size
+        self.grid.update(self.field.density, step, self.config.occupancy_threshold, fraction=fraction, generator=self.generator)
+
+    def request_shrink(self) -> None:
+        """Ask for a box shrink at the next schedule check (if carving is allowed then)."""
+        self._shrink_requested = True
+
+    def take_shrink_request(self) -> bool:
+        requested, self._shrink_requested = self._shrink_requested, False
+        return requested
+
+    def restructure(self, change: Callable[[Field], Any], keep_state: bool = True) -> Any:
+        """Apply a structural change to the field, keeping the optimizer's state unless told not
+        to (`optim.restructure`); returns what `change` returned."""
+        self.model.field, self.optimizer, result = optim.restructure(self.field, self.optimizer, change, keep_state)
+        return result
+
+    def replace_field(self, field: Field, keep: Callable[[str], bool]) -> None:
+        """Train `field` from now on; parameters `keep` accepts keep their optimizer state
+        (`optim.replace_field`). Strategies are told with `broadcast("on_field_replaced")`."""
+        self.optimizer = optim.replace_field(self.field, field, self.optimizer, keep)
+        self.model.field = field
+
+    # --- one iteration ------------------------------------------------------------------
+    def step(self) -> dict[str, Any]:
+        """One optimization step and the strategies' hooks; returns loss, psnr (of the batch),
+        rays/s, samples per ray and the events of this step."""
+        start = time.perf_counter()
+        batch = self.batcher.next()
+        rays = camera_rays(self.cameras, batch.camera_indices, batch.x, batch.y, self.ndc)
+        output = self.model(rays, self._batch_settings(), jitter=True, generator=self.generator)
+        mse = torch.mean((output.rgb - batch.rgb) ** 2)
+        loss = mse + sum(self.field.regularization().values(), mse.new_zeros(()))
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"loss became {loss.item()} at iteration {self.state.iteration + 1}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.state.iteration += 1
+        elapsed = time.perf_counter() - start
+        self.state.train_seconds += elapsed
+        batch_mse = mse.item()
+        events = self.broadcast("after_step", batch_mse)
+        if events:
+            self.update_step_size()
+        self._set_learning_rates()
+        self.state.train_seconds += time.perf_counter() - start - elapsed
+        return {
+            "loss": loss.item(),
+            "psnr": -10.0 * math.log10(max(batch_mse, 1e-10)),
+            "rays_per_s": len(rays) / elapsed,
+            "samples_per_ray": output.num_samples / len(rays),
+            "events": events,
+        }
+
+    def _set_learning_rates(self) -> None:
+        scale = math.prod(s.lr_scale(self) for s in self.strategies)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * scale
+
+    def finish(self) -> list[str]:
+        """End of training: the strategies' last word (TRaIn truncates a field short of its full rank)."""
+        events = self.broadcast("finish")
+        self.update_step_size()
+        return events
+
+    def _batch_settings(self) -> RenderSettings:
+        """Render settings for one training batch. Scenes on a non-white background get a white
+        one for every other batch at random, as TensoRF does: over a black background a faint
+        field whose colour is not evaluated yet gets no gradient towards more density."""
+        settings = self.model.settings
+        if settings.background == [1.0, 1.0, 1.0] or torch.rand((), generator=self.generator).item() < 0.5:
+            return settings
+        return replace(settings, background=[1.0, 1.0, 1.0])
+
+    # --- persistence --------------------------------------------------------------------
+    def _load_train_state(self, train_state: dict[str, Any]) -> None:
+        self.state = LoopState(int(train_state.get("iteration", 0)), float(train_state.get("train_seconds", 0.0)))
+        saved = train_state.get("strategies")
+        for strategy in self.strategies:
+            # checkpoints before strategies kept every counter in one flat dict
+            strategy.load_state_dict(train_state if saved is None else saved.get(strategy.name, {}))
+
+    def checkpoint(self) -> Checkpoint:
+        """The model (rendered at the normal step, whatever the training batches use) and the
+        loop's, strategies' and optimizer's state."""
+        model = self.model
+        settings = replace(model.settings, step_size=render_step_size(model.field, self.config.step_ratio))
+        train_state = {**asdict(self.state), "strategies": {s.name: s.state_dict() for s in self.strategies}}
+        return Checkpoint(Model(model.field, model.grid, settings), train_state, self.optimizer.state_dict())
+
+    def save(self) -> Path:
+        """Write the checkpoint and config.json atomically; returns the checkpoint path."""
+        path = self.out / CHECKPOINT_NAME
+        save_checkpoint(path, self.checkpoint())
+        write_json(self.out / "config.json", {"train": self.config.to_dict(), "scene": scene_info(self.scene)})
+        return path

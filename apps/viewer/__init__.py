@@ -1,0 +1,2 @@
+"""The browser viewer (`tensorfields view`): the Gradio app (`app.py`) and its frame rendering
+(`frames.py`: orbit camera, render modes)."""

@@ -1,0 +1,110 @@
+"""Training end to end: PSNR rises, resume continues the same run, divergence keeps the checkpoint."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import LEGO, requires_lego, small_config
+
+from apps.runs import load_checkpoint
+from apps.evaluate import evaluate_views
+from apps.training import RunInterrupted, train_run
+from apps.training.schedule import Schedule
+from apps.training import TrainConfig, Trainer
+from data import load_scene
+
+
+@requires_lego
+def test_lego_psnr_rises_well_above_start(tmp_path: Path) -> None:
+    scene = load_scene(LEGO, downsample=16)
+    assert (scene.width, scene.height) == (50, 50)
+    config = TrainConfig(data=str(LEGO), out=str(tmp_path / "lego"), downsample=16, iters=250, batch_size=1024, grid_init=32, grid_final=64)
+    trainer = Trainer(config, scene)
+    views = scene.split("val")[:4]
+    start = evaluate_views(trainer.model, scene, views, with_ssim=False)["psnr"]
+    while not trainer.done:
+        trainer.step()
+    end = evaluate_views(trainer.model, scene, views, with_ssim=False)["psnr"]
+    assert start < 12.0
+    assert end > 21.0, f"held-out PSNR only rose from {start:.2f} to {end:.2f} dB"
+    assert trainer.field.aabb[1].sub(trainer.field.aabb[0]).prod() < 27.0, "the box never shrank"
+
+
+def test_train_run_writes_run_folder(sphere_scene: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    metrics = train_run(small_config(sphere_scene, out), log=lambda _: None)
+    for name in ("checkpoint.safetensors", "config.json", "metrics.json"):
+        assert (out / name).is_file(), name
+    assert sorted(p.suffix for p in (out / "renders").iterdir()) == [".png"] * 4  # 2 held-out views + depth
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["iterations"] == 40 and saved["num_views"] == 2
+    assert saved["psnr"] == pytest.approx(metrics["psnr"]) and saved["psnr"] > 12.0
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["iters"] == 40 and config["scene"]["width"] == 40
+
+
+def test_resume_continues_interrupted_run(sphere_scene: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    config = small_config(sphere_scene, out, iters=30)
+
+    def interrupt_at_12(trainer: Trainer) -> None:
+        if trainer.state.iteration == 12:
+            raise KeyboardInterrupt
+
+    with pytest.raises(RunInterrupted, match="--resume"):
+        train_run(config, on_step=interrupt_at_12, log=lambda _: None)
+    saved = load_checkpoint(out)
+    assert saved.train_state["iteration"] == 12
+    assert saved.optimizer_state is not None and len(saved.optimizer_state["state"]) > 0
+
+    seen = []
+    train_run(config, resume=True, on_step=lambda t: seen.append(t.state.iteration), log=lambda _: None)
+    assert seen[0] == 13 and seen[-1] == 30
+    assert load_checkpoint(out).train_state["iteration"] == 30
+
+
+def test_resume_restores_exact_state(sphere_scene: Path, tmp_path: Path) -> None:
+    scene = load_scene(sphere_scene)
+    config = small_config(sphere_scene, tmp_path / "run", iters=20)
+    trainer = Trainer(config, scene)
+    for _ in range(10):
+        trainer.step()
+    trainer.save()
+    resumed = Trainer(config, scene, resume=True)
+    assert resumed.state.iteration == 10
+    assert resumed.field.resolution == trainer.field.resolution
+    for name, value in trainer.field.state_dict().items():
+        torch.testing.assert_close(resumed.field.state_dict()[name], value, rtol=0, atol=0)
+    assert torch.equal(resumed.grid.occupied, trainer.grid.occupied)
+    assert resumed.model.settings == trainer.model.settings
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(sphere_scene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "run"
+    config = small_config(sphere_scene, out, iters=30, checkpoint_every=0.0)
+
+    def poison_at_8(trainer: Trainer) -> None:
+        if trainer.state.iteration == 8:
+            original = trainer.field.radiance
+            monkeypatch.setattr(trainer.field, "radiance", lambda x, d: original(x, d) * float("nan"))
+
+    with pytest.raises(RunInterrupted, match="last good checkpoint is kept") as error:
+        train_run(config, on_step=poison_at_8, log=lambda _: None)
+    diverged_at = int(re.search(r"at iteration (\d+)", str(error.value)).group(1))
+    assert diverged_at > 8
+    saved = load_checkpoint(out)
+    assert saved.train_state["iteration"] == diverged_at - 1
+    assert all(torch.isfinite(v).all() for v in saved.model.field.state_dict().values())
+
+
+def test_schedule_fits_any_length() -> None:
+    schedule = Schedule(grid_init=64, grid_final=128)
+    counts = schedule.voxel_counts()
+    assert len(counts) == 5 and counts[-1] == 128**3
+    assert all(a < b for a, b in zip(counts, counts[1:]))
+    assert schedule.lr_scale(1.0, 0.0) == pytest.approx(0.1)
+    assert schedule.lr_scale(0.5, 0.5) == pytest.approx(1.0)
