@@ -71,15 +71,17 @@ def prepare_scene(path: str | Path, fps: float = 2.0, matcher: str | None = None
     Returns:
         the scene folder (or the path unchanged when it is neither; `load_scene` explains why).
     """
-    from .sfm import DEFAULT_MAX_SIZE, image_folder, run_sfm  # pycolmap and kornia load only here
     from .video import extract_frames, is_video
 
     path = Path(path).expanduser()
     if is_video(path):
         path = extract_frames(path, fps)
         matcher = matcher or "sequential"
-    if path.is_dir() and _loader(path) is None and list_images(image_folder(path)):
-        run_sfm(path, matcher, max_size or DEFAULT_MAX_SIZE)
+    if path.is_dir() and _loader(path) is None:
+        from .sfm import DEFAULT_MAX_SIZE, image_folder, run_sfm  # pycolmap loads only when SfM may run
+
+        if list_images(image_folder(path)):
+            run_sfm(path, matcher, max_size or DEFAULT_MAX_SIZE)
     return path
 
 
