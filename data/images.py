@@ -26,6 +26,8 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+#: the first bytes of the formats of IMAGE_SUFFIXES
+_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
 
 # Decoding (zlib, libjpeg) and PIL resizing release the GIL, so threads overlap well.
 _WORKERS = min(16, 2 * (os.cpu_count() or 1))
@@ -64,16 +66,35 @@ def read_image(path: Path) -> np.ndarray:
     Returns:
         `[H, W, 3]` or `[H, W, 4]` uint8 (grayscale becomes RGB, 16-bit becomes 8-bit).
     Raises:
-        SceneError: the file is missing, unreadable or not an 8/16-bit image.
+        SceneError: the file is missing, empty, not an image, corrupt or not an 8/16-bit image.
     """
     if not path.is_file():
         raise SceneError(path, "image file not found")
+    if path.stat().st_size == 0:
+        raise SceneError(path, "empty file (0 bytes), not an image")
     try:
         image = iio.imread(path)
     except Exception as error:  # decoders raise many types; all mean "unreadable"
-        reason = " ".join(str(error).split()) or type(error).__name__
-        raise SceneError(path, f"cannot read image: {reason}") from None
+        raise SceneError(path, _unreadable(path, error)) from None
     return _to_rgb_uint8(path, image)
+
+
+def _unreadable(path: Path, error: Exception) -> str:
+    """Why `path` could not be decoded, judged from its first bytes: a PNG or JPEG that is
+    corrupt or truncated, or something else (imageio's own message then suggests plugins for
+    other formats, which would mislead)."""
+    reason = " ".join(str(error).split()) or type(error).__name__
+    try:
+        with path.open("rb") as file:
+            head = file.read(8)
+    except OSError as read_error:
+        return f"cannot read image: {read_error.strerror or read_error}"
+    kind = next((name for signature, name in _SIGNATURES.items() if head.startswith(signature)), None)
+    if kind is not None:
+        return f"cannot read image: corrupt or truncated {kind} file ({reason})"
+    if path.suffix.lower() in IMAGE_SUFFIXES or "could not find a backend" in reason.lower():
+        return f"cannot read image: not a PNG or JPEG image (its first bytes are {head[:4]!r})"
+    return f"cannot read image: {reason}"
 
 
 def _to_rgb_uint8(path: Path, image: np.ndarray) -> np.ndarray:

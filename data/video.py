@@ -5,7 +5,8 @@ every 1 / `fps` seconds, writes them as JPEG into `<video stem>_frames/` next to
 (through a `.partial` folder, renamed when complete) and deletes the blurry ones: sharpness is
 the variance of the Laplacian (kornia) of the grey image, and a frame below `BLUR_RATIO` times
 the median sharpness of its `BLUR_WINDOW` neighbouring samples is dropped. `frames.json` in that
-folder records the video and rate, so a second call reuses the frames.
+folder records the video and rate, so a second call reuses the frames. A file ffmpeg cannot read
+is one line naming it with ffmpeg's reason (not its banner), and leaves no folder behind.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ def extract_frames(video: Path, fps: float) -> Path:
     Returns:
         the frames folder.
     Raises:
-        SceneError: unreadable video, a frames folder from another rate or video, or fewer than
-            `MIN_FRAMES` sharp frames.
+        SceneError: an empty or unreadable video, a frames folder from another rate or video, or
+            fewer than `MIN_FRAMES` sharp frames (the partial folder is removed).
     """
     if not fps > 0:
         raise ValueError(f"--fps must be positive, got {fps}")
@@ -65,18 +66,23 @@ def extract_frames(video: Path, fps: float) -> Path:
     if _reusable(out, record):
         log.info("using the frames already extracted from %s in %s", video.name, out)
         return out
+    source_fps = _source_fps(video)  # before any folder is made: a file that is not a video leaves none
     partial = out.with_name(f"{out.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
-    scores = _write_samples(video, fps, partial)
-    dropped = _blurry(scores)
-    for name in dropped:
-        (partial / name).unlink()
-    kept = len(scores) - len(dropped)
-    log.info("%s: %d frames at %g fps into %s, %d blurry ones dropped", video.name, kept, fps, out, len(dropped))
-    if kept < MIN_FRAMES:
-        raise SceneError(video, f"only {kept} sharp frames at {fps:g} fps; use a higher --fps or a longer video")
-    (partial / RECORD).write_text(json.dumps({**record, "dropped": dropped}, indent=2) + "\n")
+    try:
+        scores = _write_samples(video, fps, source_fps, partial)
+        dropped = _blurry(scores)
+        for name in dropped:
+            (partial / name).unlink()
+        kept = len(scores) - len(dropped)
+        log.info("%s: %d frames at %g fps into %s, %d blurry ones dropped", video.name, kept, fps, out, len(dropped))
+        if kept < MIN_FRAMES:
+            raise SceneError(video, f"only {kept} sharp frames at {fps:g} fps; use a higher --fps or a longer video")
+        (partial / RECORD).write_text(json.dumps({**record, "dropped": dropped}, indent=2) + "\n")
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     return partial.rename(out)
 
 
@@ -95,10 +101,35 @@ def _reusable(out: Path, record: dict) -> bool:
     return True
 
 
-def _write_samples(video: Path, fps: float, out: Path) -> dict[str, float]:
-    """Write the first frame of every 1 / `fps` seconds; returns their sharpness by file name."""
+def _source_fps(video: Path) -> float:
+    """The frame rate of `video`; SceneError when it is empty or ffmpeg cannot read it."""
+    if video.stat().st_size == 0:
+        raise SceneError(video, "empty file (0 bytes), not a video")
     try:
-        source_fps = float(iio.immeta(video, plugin="FFMPEG")["fps"])
+        fps = float(iio.immeta(video, plugin="FFMPEG")["fps"])
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError) as error:
+        raise SceneError(video, f"cannot read video: {_ffmpeg_reason(error)}") from None
+    if not fps > 0:
+        raise SceneError(video, f"cannot read video: no frame rate (ffmpeg reports {fps:g} fps)")
+    return fps
+
+
+def _ffmpeg_reason(error: Exception) -> str:
+    """The last line ffmpeg wrote (e.g. "Invalid data found when processing input") instead of
+    imageio's message, which carries ffmpeg's whole banner."""
+    text = str(error)
+    if "=== stderr ===" in text:
+        lines = [line.strip() for line in text.split("=== stderr ===", 1)[1].splitlines() if line.strip()]
+        if lines:
+            last = lines[-1].rsplit(": ", 1)[-1]
+            return f"{last} (ffmpeg cannot decode it as a video)"
+    return " ".join(text.split()) or type(error).__name__
+
+
+def _write_samples(video: Path, fps: float, source_fps: float, out: Path) -> dict[str, float]:
+    """Write the first frame of every 1 / `fps` seconds of a `source_fps` video; returns their
+    sharpness by file name."""
+    try:
         scores, slot = {}, -1
         for index, frame in enumerate(iio.imiter(video, plugin="FFMPEG")):
             if int(index * fps / source_fps + 1e-6) == slot:
@@ -108,7 +139,7 @@ def _write_samples(video: Path, fps: float, out: Path) -> dict[str, float]:
             iio.imwrite(out / name, frame[..., :3], quality=JPEG_QUALITY)
             scores[name] = sharpness(frame[..., :3])
     except (OSError, KeyError, ValueError, RuntimeError) as error:
-        raise SceneError(video, f"cannot read video: {' '.join(str(error).split())}") from None
+        raise SceneError(video, f"cannot read video: {_ffmpeg_reason(error)}") from None
     return scores
 
 

@@ -83,6 +83,15 @@ class Field(nn.Module):
         return cls(**cfg)
 
     @classmethod
+    def state_shapes(cls, cfg: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        """The shapes of `from_config(cfg).state_dict()`, found without allocating the field (it
+        is built on the meta device), so that a loader can bound and check a saved state first.
+        Fields whose constructor reads tensor values compute them instead."""
+        with torch.device("meta"):
+            field = cls.from_config(cfg)
+        return {name: tuple(value.shape) for name, value in field.state_dict().items()}
+
+    @classmethod
     def scene_kwargs(cls, scene: SceneBox, gpu: bool = False, **overrides: Any) -> dict[str, Any]:
         """Constructor arguments for `scene` (its preset, then `overrides`), without the box."""
         presets = cls.presets

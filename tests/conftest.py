@@ -9,6 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from data.synthetic import write_sphere_scene
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 LEGO = SHARED_DATA / "lego"
@@ -25,47 +27,6 @@ MARCH_BOX = torch.tensor([[-1.0, -0.5, -1.5], [1.0, 1.5, 0.5]])
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
-
-
-def write_sphere_scene(folder: Path, views: int = 12, width: int = 40, height: int = 30, radius: float = 0.5) -> Path:
-    """A nerfstudio `transforms.json` scene: a shaded sphere at the origin (RGBA, transparent
-    around it, so it trains on white), seen from a ring of cameras (OpenGL poses, as the format
-    stores them), drawn by exact ray casting."""
-    import json
-
-    import imageio.v3 as iio
-    import numpy as np
-
-    folder.mkdir(parents=True, exist_ok=True)
-    focal = 0.9 * width
-    frames = []
-    for i in range(views):
-        angle = 2 * np.pi * i / views
-        eye = np.array([3.0 * np.cos(angle), 3.0 * np.sin(angle), 1.2 + 0.3 * np.sin(3 * angle)])
-        forward = -eye / np.linalg.norm(eye)
-        right = np.cross(forward, [0.0, 0.0, 1.0])
-        right /= np.linalg.norm(right)
-        up = np.cross(right, forward)
-        c2w = np.eye(4)
-        c2w[:3, :3] = np.stack([right, up, -forward], axis=1)
-        c2w[:3, 3] = eye
-        cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
-        dirs = ((cols - width / 2) / focal)[..., None] * right - ((rows - height / 2) / focal)[..., None] * up + forward
-        dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
-        b = dirs @ eye
-        disc = b**2 - (eye @ eye - radius**2)
-        hit = disc > 0
-        t = -b - np.sqrt(np.clip(disc, 0, None))
-        normal = (eye + t[..., None] * dirs) / radius
-        shade = np.clip(0.35 + 0.65 * normal @ np.array([0.3, 0.4, 0.87]), 0, 1)
-        colour = np.stack([0.9 * shade, 0.3 * shade + 0.2 * (normal[..., 2] > 0), 0.2 * shade], axis=-1)
-        rgba = np.concatenate([np.where(hit[..., None], colour, 0.0), hit[..., None].astype(float)], axis=-1)
-        iio.imwrite(folder / f"frame_{i:03d}.png", (rgba * 255 + 0.5).astype(np.uint8))
-        frames.append({"file_path": f"frame_{i:03d}.png", "transform_matrix": c2w.tolist()})
-    meta = {"fl_x": focal, "fl_y": focal, "cx": width / 2, "cy": height / 2, "w": width, "h": height}
-    meta.update({"aabb": [[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]], "frames": frames})
-    (folder / "transforms.json").write_text(json.dumps(meta))
-    return folder
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,9 @@ __all__ = ["add_arguments", "bench_factors", "bench_vm", "bench_cp"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per configuration (default: 5)")
+    from ..commands import types
+
+    parser.add_argument("--repeats", type=types.positive_int(1000), default=5, help="timed runs per configuration, 1 to 1000 (default: 5)")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
 
 def _time(step: Callable[[], None], repeats: int) -> float:

@@ -40,10 +40,16 @@ class MarchProblem:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rays", type=int, default=8192, help="rays per pass (default: 8192)")
-    parser.add_argument("--resolution", type=int, default=128, help="occupancy grid cells per axis (default: 128)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed passes per path (default: 5)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    from ..commands import types
+
+    parser.add_argument(
+        "--rays", type=types.positive_int(1 << 24, "rays"), default=8192, help="rays per pass, at most 16,777,216 (default: 8192)"
+    )
+    parser.add_argument(
+        "--resolution", type=types.whole(2, 512), default=128, help="occupancy grid cells per axis, 2 to 512 (default: 128)"
+    )
+    parser.add_argument("--repeats", type=types.positive_int(1000), default=5, help="timed passes per path, 1 to 1000 (default: 5)")
+    parser.add_argument("--device", type=types.device, default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
 
 def make_problem(num_rays: int, resolution: int, device: torch.device, seed: int = 0) -> MarchProblem:

@@ -23,10 +23,22 @@ __all__ = ["add_arguments", "bench_mesh"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..commands import types
+
     parser.add_argument("--out", default="runs/bench-mesh", help="run folder, reused when it has a checkpoint (default: runs/bench-mesh)")
-    parser.add_argument("--budget", type=float, default=60.0, help="seconds of training when a run is needed (default: 60)")
-    parser.add_argument("--resolution", type=int, default=256, help="marching-cubes points on the longest side (default: 256)")
-    parser.add_argument("--threshold", type=float, default=0.01, help="F-score threshold as a fraction of the scene size (default: 0.01)")
+    parser.add_argument("--budget", type=types.seconds, default=60.0, help="seconds of training when a run is needed (default: 60)")
+    parser.add_argument(
+        "--resolution",
+        type=types.whole(8, types.MAX_GRID),
+        default=256,
+        help=f"marching-cubes points on the longest side, 8 to {types.MAX_GRID} (default: 256)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=types.real(0, 1, low_open=True, noun="a fraction"),
+        default=0.01,
+        help="F-score threshold as a fraction of the scene size, above 0 and at most 1 (default: 0.01)",
+    )
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
 
 
@@ -41,7 +53,7 @@ def bench_mesh(args: argparse.Namespace) -> dict[str, Any]:
     if (out / CHECKPOINT_NAME).is_file():
         print(f"bench mesh: reusing the run in {out}")
     else:
-        train_run(TrainConfig(data=str(scene), field="vm", out=str(out), budget=args.budget))
+        train_run(TrainConfig(data=str(scene), field="vm", out=str(out), budget=args.budget), overwrite=True)
     checkpoint = load_checkpoint(out)
     cameras = train_cameras(load_run_config(out)["scene"])
     peak_reset = _reset_peak_memory()

@@ -1,6 +1,6 @@
 """`tensorfields bench render`: seconds to render one viewer frame of a run.
 
-The viewer's orbit camera (`apps.viewer_render.orbit_camera`) renders `--size` pixels wide from
+The viewer's orbit camera (`apps.viewer.frames.orbit_camera`) renders `--size` pixels wide from
 the training cameras' distance, elevation and field of view, at a few azimuths around the object;
 one warm-up frame, then the median of the timed ones. Without `--run`, a VM run on the demo scene
 is trained (or reused) in runs/bench-render.
@@ -31,11 +31,15 @@ DEFAULT_RUN = Path("runs/bench-render")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..commands import types
+
     parser.add_argument("--run", default=None, help="run folder (default: a VM run on the demo scene, trained or reused in runs/bench-render)")
-    parser.add_argument("--size", type=int, default=256, help="frame width in pixels (default: 256)")
-    parser.add_argument("--frames", type=int, default=5, help="timed frames, around the orbit (default: 5)")
-    parser.add_argument("--budget", type=float, default=60.0, help="seconds of training when a run is needed (default: 60)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--size", type=types.whole(8, 4096, "pixels"), default=256, help="frame width in pixels, 8 to 4096 (default: 256)")
+    parser.add_argument(
+        "--frames", type=types.positive_int(types.MAX_FRAMES, "frames"), default=5, help="timed frames, around the orbit (default: 5)"
+    )
+    parser.add_argument("--budget", type=types.seconds, default=60.0, help="seconds of training when a run is needed (default: 60)")
+    parser.add_argument("--device", type=types.device, default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
 
 def time_frames(run_dir: str | Path, size: int, frames: int, device: str = "cpu") -> list[float]:
@@ -52,7 +56,7 @@ def bench_render(args: argparse.Namespace) -> dict[str, Any]:
     run = Path(args.run) if args.run else DEFAULT_RUN
     if args.run is None and not (run / CHECKPOINT_NAME).is_file():
         scene = build_demo_scene(run / DEMO_SCENE_FOLDER)
-        train_run(TrainConfig(data=str(scene), field="vm", out=str(run), budget=args.budget))
+        train_run(TrainConfig(data=str(scene), field="vm", out=str(run), budget=args.budget), overwrite=True)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     seconds = time_frames(run, args.size, args.frames, device)
     status = cuda_ext.status()

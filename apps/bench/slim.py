@@ -23,14 +23,34 @@ __all__ = ["add_arguments", "bench_slim", "slim_targets"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..commands import types
+    from ..training.config import MAX_ETA, MAX_UPSILON
+
     parser.add_argument("--data", required=True, help="scene folder, e.g. ../shared/data/lego")
-    parser.add_argument("--downsample", type=float, default=8.0, help="divide image size by this (default: 8)")
-    parser.add_argument("--field", default="vm", help="rank-ordered field: vm, cp or trivec (default: vm)")
-    parser.add_argument("--budget", type=float, default=120.0, help="seconds of training per run (default: 120)")
-    parser.add_argument("--ranks", default="1,2,4,8,16", help="ranks to score (default: 1,2,4,8,16)")
-    parser.add_argument("--eval-views", type=int, default=0, help="held-out views to score (default: 0, all)")
-    parser.add_argument("--upsilon", type=float, default=None, help="TRaIn threshold (default: SlimmeRF's)")
-    parser.add_argument("--eta", type=int, default=None, help="TRaIn least steps between increments (default: SlimmeRF's)")
+    parser.add_argument(
+        "--downsample", type=types.downsample, default=8.0, help=f"divide image size by this, 1 to {types.MAX_DOWNSAMPLE} (default: 8)"
+    )
+    parser.add_argument("--field", type=types.field_name, default="vm", help="rank-ordered field: vm, cp or trivec (default: vm)")
+    parser.add_argument("--budget", type=types.seconds, default=120.0, help="seconds of training per run (default: 120)")
+    parser.add_argument("--ranks", type=types.rank_list, default="1,2,4,8,16", help="ranks to score (default: 1,2,4,8,16)")
+    parser.add_argument(
+        "--eval-views",
+        type=types.non_negative_int(100_000, "views", zero_means="all"),
+        default=0,
+        help="held-out views to score (default: 0, all)",
+    )
+    parser.add_argument(
+        "--upsilon",
+        type=types.real(0, MAX_UPSILON, low_open=True, noun="a fraction"),
+        default=None,
+        help=f"TRaIn threshold, above 0 and at most {MAX_UPSILON:g} (default: SlimmeRF's)",
+    )
+    parser.add_argument(
+        "--eta",
+        type=types.non_negative_int(MAX_ETA, "steps"),
+        default=None,
+        help=f"TRaIn least steps between increments, 0 to {MAX_ETA:,} (default: SlimmeRF's)",
+    )
     parser.add_argument("--out", default="runs/bench-slim", help="folder of the two runs, reused when they exist (default: runs/bench-slim)")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
 
@@ -55,7 +75,7 @@ def bench_slim(args: argparse.Namespace) -> dict[str, Any]:
                 checkpoint_every=float("inf"),
             )
             print(f"training the {name} {args.field} field for {args.budget:.0f} s into {run}", flush=True)
-            train_run(config, scene=scene, final_eval_views=1)
+            train_run(config, overwrite=True, scene=scene, final_eval_views=1)
         else:
             print(f"reusing {run}", flush=True)
         checkpoint = load_checkpoint(run)

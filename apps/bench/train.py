@@ -18,12 +18,19 @@ __all__ = ["add_arguments", "bench_train", "time_to_psnr"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..commands import types
+
     add_flags(parser)
-    parser.add_argument("--budget", type=float, required=True, help="seconds of training")
+    parser.add_argument("--budget", type=types.seconds, required=True, help=f"seconds of training, at most {types.MAX_SECONDS:,}")
     parser.add_argument("--out", default=None, help="run folder (default: runs/bench-<field>)")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
-    parser.add_argument("--eval-every", type=float, default=15.0, help="seconds of training between evaluations")
-    parser.add_argument("--eval-views", type=int, default=10, help="held-out views per intermediate evaluation")
+    parser.add_argument("--eval-every", type=types.seconds, default=15.0, help="seconds of training between evaluations (default: 15)")
+    parser.add_argument(
+        "--eval-views",
+        type=types.positive_int(100_000, "views"),
+        default=10,
+        help="held-out views per intermediate evaluation (default: 10)",
+    )
     parser.add_argument("--compare-reference", action="store_true", help="repeat the run on the pure-torch reference path and compare it/s")
 
 def time_to_psnr(curve: list[list[float]], target: float) -> float | None:
@@ -73,7 +80,7 @@ def _budget_run(args: argparse.Namespace, out: str) -> dict[str, Any]:
         print(f"  t={trainer.state.train_seconds:6.1f}s  it={trainer.state.iteration:5d}  held-out PSNR {result['psnr']:.2f} dB", flush=True)
         next_eval[0] = trainer.state.train_seconds + args.eval_every
 
-    metrics = train_run(config, on_step=evaluate_on_schedule, final_eval_views=None)
+    metrics = train_run(config, overwrite=True, on_step=evaluate_on_schedule, final_eval_views=None)
     curve.append([round(metrics["train_seconds"], 2), round(metrics["psnr"], 3)])
     return {
         "field": args.field,

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import types
+
 __all__ = ["register", "colmap_command"]
+
+#: the range of --max-size (SIFT finds too few features below the minimum)
+MIN_SIZE, MAX_SIZE = 100, 16384
+#: the most --threads
+MAX_THREADS = 1024
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -18,9 +25,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     colmap.add_argument(
         "--matcher", choices=["exhaustive", "sequential"], default=None, help="feature matching (default: exhaustive up to 60 images)"
     )
-    colmap.add_argument("--max-size", type=int, default=1600, help="long side in pixels of the images SfM and training use (default: 1600)")
     colmap.add_argument(
-        "--threads", type=int, default=1, help="CPU threads (default: 1, reproducible; more is faster but runs may differ)"
+        "--max-size",
+        type=types.whole(MIN_SIZE, MAX_SIZE, "pixels"),
+        default=1600,
+        help=f"long side in pixels of the images SfM and training use, {MIN_SIZE} to {MAX_SIZE} (default: 1600)",
+    )
+    colmap.add_argument(
+        "--threads",
+        type=types.positive_int(MAX_THREADS, "threads"),
+        default=1,
+        help=f"CPU threads, 1 to {MAX_THREADS} (default: 1, reproducible; more is faster but runs may differ)",
     )
     colmap.set_defaults(func=colmap_command)
 

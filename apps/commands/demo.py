@@ -12,6 +12,8 @@ import argparse
 import time
 from pathlib import Path
 
+from . import types
+
 __all__ = ["register", "demo", "DEMO_SCENE_FOLDER"]
 
 #: the demo scene's folder inside the run folder
@@ -21,7 +23,9 @@ DEMO_SCENE_FOLDER = "scene"
 def register(commands: argparse._SubParsersAction) -> None:
     demo_parser = commands.add_parser("demo", help="train, evaluate and render the demo scene", description="The demo.")
     demo_parser.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
-    demo_parser.add_argument("--budget", type=float, default=60.0, help="seconds of training (default: 60)")
+    demo_parser.add_argument(
+        "--budget", type=types.seconds, default=60.0, help=f"seconds of training, at most {types.MAX_SECONDS:,} (default: 60)"
+    )
     demo_parser.set_defaults(func=demo)
 
 
@@ -38,7 +42,7 @@ def demo(args: argparse.Namespace) -> None:
     print(f"demo: building the demo scene in {scene_path}")
     build_demo_scene(scene_path)
     print(f"demo: scene ready after {time.perf_counter() - started:.1f} s; training TensoRF-VM for {args.budget:.0f} s")
-    train_run(TrainConfig(data=str(scene_path), field="vm", out=str(out), budget=args.budget))
+    train_run(TrainConfig(data=str(scene_path), field="vm", out=str(out), budget=args.budget), overwrite=True)
     render_command(argparse.Namespace(run=str(out), orbit=60, out=str(out / "orbit.mp4"), fps=30))
     mesh = out / "mesh.glb"
     export_mesh_command(

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from . import types
+
 __all__ = ["register", "eval_command"]
 
 
@@ -14,11 +16,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("run", help="run folder")
     evaluate.add_argument("--data", default=None, help="scene folder (default: the one the run trained on)")
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test"], help="views to score (default: test, or val)")
-    evaluate.add_argument("--downsample", type=float, default=None, help="image downsampling (default: the run's)")
+    evaluate.add_argument(
+        "--downsample", type=types.downsample, default=None, help=f"image downsampling, 1 to {types.MAX_DOWNSAMPLE} (default: the run's)"
+    )
     evaluate.add_argument("--json", default=None, help="also write the results to this JSON file")
     evaluate.add_argument("--renders", default=None, help="write the rendered views into this folder")
     evaluate.add_argument(
-        "--ranks", default=None, help="score the field slimmed to each of these ranks, e.g. 1,2,4,8,16 (PSNR, SSIM, checkpoint size)"
+        "--ranks",
+        type=types.rank_list,
+        default=None,
+        help="score the field slimmed to each of these ranks, e.g. 1,2,4,8,16 (PSNR, SSIM, checkpoint size)",
     )
     evaluate.set_defaults(func=eval_command)
 
@@ -35,7 +42,10 @@ def eval_command(args: argparse.Namespace) -> dict:
     downsample = args.downsample if args.downsample is not None else run_config["train"]["downsample"]
     ranks = parse_ranks(args.ranks) if args.ranks else None
     if ranks:
-        slimmable_field(checkpoint, args.run, ranks)  # check before loading the scene
+        try:
+            slimmable_field(checkpoint, args.run, ranks)  # check before loading the scene
+        except ValueError as error:
+            raise ValueError(f"--ranks {args.ranks}: {error}") from None
     scene = load_scene(data, downsample)
     split = scene.split_name(args.split)
     if ranks:

@@ -7,7 +7,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..export.mesh import MESH_FORMATS
+from . import types
+
 __all__ = ["register", "export_mesh_command"]
+
+#: the coarsest --resolution (marching cubes needs a few points across the box)
+MIN_RESOLUTION = 8
+#: the most --faces
+MAX_FACES = 100_000_000
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -23,23 +31,39 @@ def register(commands: argparse._SubParsersAction) -> None:
         ),
     )
     export.add_argument("run", help="run folder")
-    export.add_argument("--out", required=True, help="mesh file: .ply, .obj or .glb (vertex colours kept in all three)")
+    export.add_argument(
+        "--out", type=types.extension(*MESH_FORMATS), required=True, help="mesh file: .ply, .obj or .glb (vertex colours kept in all three)"
+    )
     export.add_argument("--method", choices=["mc", "tsdf"], default="mc", help="marching cubes or TSDF fusion (default: mc)")
     export.add_argument(
-        "--resolution", type=int, default=256, help="grid points (mc) or voxels (tsdf) along the occupied box's longest side (default: 256)"
+        "--resolution",
+        type=types.whole(MIN_RESOLUTION, types.MAX_GRID),
+        default=256,
+        help=f"grid points (mc) or voxels (tsdf) along the occupied box's longest side, {MIN_RESOLUTION} to {types.MAX_GRID} "
+        "(default: 256)",
     )
     export.add_argument(
         "--level",
-        type=float,
+        type=types.real(0, 1, low_open=True, high_open=True, noun="an opacity"),
         default=None,
         help="mc: the surface is where one render step becomes this opaque, alpha = 1 - exp(-density * step_size), "
         "i.e. density = -ln(1 - level) / step_size (default: 0.01, where the renderer starts to see a surface; "
         "briefly trained fields have soft edges that higher levels cut into); "
-        "tsdf: the least pixel opacity whose depth is fused (default: 0.5)",
+        "tsdf: the least pixel opacity whose depth is fused (default: 0.5); between 0 and 1 (both excluded)",
     )
-    export.add_argument("--faces", type=int, default=0, help="decimate to about this many triangles (default: 0, keep all)")
-    export.add_argument("--orbit", type=int, default=0, help="tsdf: fuse this many orbit views instead of the training views")
-    export.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    export.add_argument(
+        "--faces",
+        type=types.non_negative_int(MAX_FACES, "triangles", zero_means="keep all"),
+        default=0,
+        help=f"decimate to about this many triangles, at most {MAX_FACES:,} (default: 0, keep all)",
+    )
+    export.add_argument(
+        "--orbit",
+        type=types.non_negative_int(types.MAX_FRAMES, "views", zero_means="the training views"),
+        default=0,
+        help=f"tsdf: fuse this many orbit views (at most {types.MAX_FRAMES}) instead of the training views (default: 0)",
+    )
+    export.add_argument("--device", type=types.device, default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     export.set_defaults(func=export_mesh_command)
 
 

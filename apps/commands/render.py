@@ -5,15 +5,32 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-__all__ = ["register", "render_command"]
+from . import types
+
+__all__ = ["register", "render_command", "VIDEO_FORMATS"]
+
+#: what `export.video.render_video` writes
+VIDEO_FORMATS = (".mp4", ".gif")
+#: the highest --fps
+MAX_FPS = 240
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     render = commands.add_parser("render", help="render a turntable video of a run", description="Render a video of a run.")
     render.add_argument("run", help="run folder")
-    render.add_argument("--orbit", type=int, default=60, help="number of frames on the orbit (default: 60)")
-    render.add_argument("--out", required=True, help="video file (.mp4 or .gif)")
-    render.add_argument("--fps", type=int, default=30)
+    render.add_argument(
+        "--orbit",
+        type=types.positive_int(types.MAX_FRAMES, "frames"),
+        default=60,
+        help=f"number of frames on the orbit, 1 to {types.MAX_FRAMES} (default: 60)",
+    )
+    render.add_argument("--out", type=types.extension(*VIDEO_FORMATS), required=True, help="video file (.mp4 or .gif)")
+    render.add_argument(
+        "--fps",
+        type=types.positive_int(MAX_FPS, "frames per second"),
+        default=30,
+        help=f"frames per second of the video, 1 to {MAX_FPS} (default: 30)",
+    )
     render.set_defaults(func=render_command)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import types
+
 __all__ = ["register", "slim_command"]
 
 
@@ -16,7 +18,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         "test-time slimming). The checkpoint is compact: render-only (no optimizer state, packed occupancy grid).",
     )
     slim.add_argument("run", help="run folder of a vm, cp or trivec field (best trained with --slimmable)")
-    slim.add_argument("--rank", type=int, required=True, help="rank to keep")
+    slim.add_argument(
+        "--rank",
+        type=types.positive_int(types.MAX_RANK),
+        required=True,
+        help="rank to keep, 1 to the field's rank (16 for TensoRF's VM)",
+    )
     slim.add_argument("--out", required=True, help="new run folder")
     slim.add_argument("--half", action="store_true", help="store the field's parameters as float16 (half the size)")
     slim.set_defaults(func=slim_command)
@@ -32,7 +39,10 @@ def slim_command(args: argparse.Namespace) -> Path:
         raise ValueError(f"{out}: --out must be a new run folder, not the run being slimmed")
     run_config = load_run_config(source)
     checkpoint = load_checkpoint(source)
-    field = slimmable_field(checkpoint, source, [args.rank])
+    try:
+        field = slimmable_field(checkpoint, source, [args.rank])
+    except ValueError as error:
+        raise ValueError(f"--rank {args.rank}: {error}") from None
     slimmed = checkpoint.model.with_field(field.slim(args.rank))
     save_checkpoint(out / CHECKPOINT_NAME, Checkpoint(slimmed), compact=True, half=args.half)
     run_config["slim"] = {"source": str(source.resolve()), "rank": args.rank, "of": field.ranks, "half": args.half}

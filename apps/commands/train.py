@@ -3,28 +3,53 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from ..training.config import add_flags, config_from_args
+from . import types
 
 __all__ = ["register", "train_command"]
+
+#: the most --iters (TensoRF trains 30000)
+MAX_ITERS = 10_000_000
+#: the highest --fps to extract from a video
+MAX_FPS = 240
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train a field on a scene", description="Train a field on a scene folder.")
     add_flags(train)
     train.add_argument("--out", required=True, help="run folder for checkpoint, config, metrics and renders")
-    train.add_argument("--iters", type=int, default=30000, help="training iterations (default: 30000, as TensoRF)")
-    train.add_argument("--budget", type=float, default=None, help="train for this many seconds instead of --iters")
-    train.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
-    train.add_argument("--fps", type=float, default=2.0, help="when --data is a video: frames per second to extract (default: 2)")
+    train.add_argument(
+        "--iters",
+        type=types.positive_int(MAX_ITERS, "iterations"),
+        default=30000,
+        help=f"training iterations, 1 to {MAX_ITERS:,} (default: 30000, as TensoRF)",
+    )
+    train.add_argument(
+        "--budget", type=types.seconds, default=None, help=f"train for this many seconds instead of --iters (at most {types.MAX_SECONDS:,})"
+    )
+    existing = train.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    existing.add_argument(
+        "--overwrite", action="store_true", help="replace the run already in --out (default: refuse a folder that holds another run)"
+    )
+    train.add_argument(
+        "--fps",
+        type=types.positive_float(MAX_FPS, "frames per second"),
+        default=2.0,
+        help=f"when --data is a video: frames per second to extract, at most {MAX_FPS} (default: 2)",
+    )
     train.set_defaults(func=train_command)
 
 
 def train_command(args: argparse.Namespace) -> None:
-    """Train on `--data`; photos or a video get their camera poses from SfM first (`prepare_scene`)."""
+    """Train on `--data`; photos or a video get their camera poses from SfM first (`prepare_scene`).
+    The flags are checked together before that work starts."""
     from data import prepare_scene
 
     from ..training import train_run
 
+    config = config_from_args(args, data=args.data, out=args.out, iters=args.iters, budget=args.budget)
     data = str(prepare_scene(args.data, fps=args.fps))
-    train_run(config_from_args(args, data=data, out=args.out, iters=args.iters, budget=args.budget), resume=args.resume)
+    train_run(dataclasses.replace(config, data=data), resume=args.resume, overwrite=args.overwrite)

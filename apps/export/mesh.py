@@ -134,7 +134,7 @@ def marching_cubes_mesh(volume: np.ndarray, origin: np.ndarray, spacing: float, 
 
     padded = np.pad(volume, 1)
     if not padded.max() > level:
-        raise ValueError(f"no density above the level {level:.4g} (highest {padded.max():.4g}); lower --level")
+        raise ValueError(f"no density above the level {level:.4g} (highest {padded.max():.4g})")
     vertices, faces, _, _ = measure.marching_cubes(padded, level, spacing=(spacing,) * 3)
     # scikit-image winds the triangles to face the dense side; reversed, they face out
     return _o3d_mesh(vertices + (origin - spacing), faces[:, ::-1])
@@ -299,7 +299,11 @@ def export_mesh(
     box = model.field.aabb if box is None else box
     if method == "mc":
         volume, origin, spacing = sample_density(model, box, resolution)
-        mesh = marching_cubes_mesh(volume, origin, spacing, density_level(level, model.settings.step_size))
+        sigma, step = density_level(level, model.settings.step_size), model.settings.step_size
+        if not volume.max(initial=0.0) > sigma:  # --level is an opacity: say it in opacities
+            most = -math.expm1(-float(volume.max(initial=0.0)) * step)
+            raise ValueError(f"--level {level:g}: no render step is that opaque (the most opaque reaches {most:.3g}); lower --level")
+        mesh = marching_cubes_mesh(volume, origin, spacing, sigma)
         if cameras is not None:
             centres = cameras.centers[_evenly(len(cameras), VISIBILITY_CAMERAS)].cpu().numpy()
             mesh = remove_unseen(mesh, centres, spacing)

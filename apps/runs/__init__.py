@@ -1,6 +1,8 @@
-"""Run folders: checkpoints (`checkpoint.safetensors`) and the records beside them."""
+"""Run folders: checkpoints (`checkpoint.safetensors`), the records beside them, and the
+folder's ownership (checked, locked, one run at a time)."""
 
 from .checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, Checkpoint, CheckpointError, checkpoint_nbytes, load_checkpoint, save_checkpoint
+from .folder import RunFolderError, RunLock, RunWriteError, claim_run_folder, remove_temporary_files, writing
 from .records import load_run_config, scene_info, train_cameras, write_json
 
 __all__ = [
@@ -15,4 +17,10 @@ __all__ = [
     "scene_info",
     "train_cameras",
     "write_json",
+    "RunFolderError",
+    "RunWriteError",
+    "RunLock",
+    "claim_run_folder",
+    "remove_temporary_files",
+    "writing",
 ]

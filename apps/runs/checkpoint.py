@@ -10,6 +10,10 @@ Compact checkpoints (`tensorfields slim`) are for rendering, not for resuming: t
 grid is stored as packed bits (`grid.occupied_bits`, its running density is dropped), there is
 no optimizer state, and with `half` the field's floating-point parameters are float16 (they
 load back into float32). Version 2 added them; version 1 files still load.
+
+Loading checks a file before building anything from it (`apps.runs.validate`: the header's
+values and limits, every tensor's name, shape and dtype, then the values) and refuses a bad one
+with a single-line `CheckpointError` naming the file and the tensor or header key.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
 from typing import Any
@@ -26,8 +31,23 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save, save_file
 
-from fields import field_from_config
+from fields import field_class
 from render import Model, OccupancyGrid, RenderSettings
+
+from .validate import (
+    Invalid,
+    TensorInfo,
+    as_dict,
+    as_str,
+    check_field_layout,
+    check_grid_layout,
+    check_names,
+    check_optimizer_layout,
+    check_render,
+    check_train_state,
+    check_values,
+    entry,
+)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -118,41 +138,97 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint, compact: bool = Fa
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
-    """Read a checkpoint file (or a run folder holding `checkpoint.safetensors`)."""
+    """Read a checkpoint file (or a run folder holding `checkpoint.safetensors`).
+
+    Nothing is built from the file before it is checked (`apps.runs.validate`): the header's
+    values; the size of the field its config describes (bounded) and every `field.*` tensor's
+    name, shape and dtype against that field's state; the occupancy grid's tensors; Adam's
+    tensors against the parameters they belong to; then that the values are finite. A file that
+    fails is refused with a `CheckpointError` of one line: `<path>: <tensor or key>: <problem>`.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint here (train a field first: tensorfields train ...)")
     try:
-        with safe_open(str(path), framework="pt", device=str(device)) as handle:
-            metadata = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        opened = safe_open(str(path), framework="pt", device=str(device))
     except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({error})") from None
-    if "tensorfields" not in metadata:
-        raise CheckpointError(f"{path}: safetensors file without a tensorfields header")
+        raise CheckpointError(_one_line(f"{path}: not a readable safetensors checkpoint ({error})")) from None
+    with opened as handle:
+        metadata = handle.metadata() or {}
+        if "tensorfields" not in metadata:
+            raise CheckpointError(f"{path}: safetensors file without a tensorfields header")
+        try:
+            return _load(handle, metadata["tensorfields"], device)
+        except Invalid as error:
+            raise CheckpointError(_one_line(f"{path}: {error}")) from None
+
+
+def _load(handle: Any, text: str, device: torch.device | str) -> Checkpoint:
+    """The checkpoint of an open file whose header JSON is `text`; raises `Invalid`."""
     try:
-        header = json.loads(metadata["tensorfields"])
-        version = header.get("format_version", 0)
-        if version > FORMAT_VERSION:
-            raise CheckpointError(
-                f"{path}: checkpoint format v{version} is newer than this tensorfields reads (v{FORMAT_VERSION}); upgrade tensorfields"
-            )
-        field = field_from_config(header["field"], header["field_config"]).to(device)
-        field.load_state_dict(_section(tensors, "field."))
-        grid = _load_grid(_section(tensors, "grid."), header, device)
-        settings = RenderSettings.from_dict(header["render"])
-    except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as error:
-        raise CheckpointError(f"{path}: malformed tensorfields header or tensors ({type(error).__name__}: {error})") from None
+        header = json.loads(text)
+    except ValueError as error:
+        raise Invalid("tensorfields header", f"not valid JSON ({error})") from None
+    header = as_dict(header, "tensorfields header")
+    version = header.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise Invalid("format_version", f"{json.dumps(version)} is not a format version (an integer, 0 to {FORMAT_VERSION})")
+    if version > FORMAT_VERSION:
+        raise Invalid("format_version", f"v{version} is newer than this tensorfields reads (v{FORMAT_VERSION}); upgrade tensorfields")
+    name = as_str(entry(header, "field", "field"), "field")
+    config = as_dict(entry(header, "field_config", "field_config"), "field_config")
+    check_render(entry(header, "render", "render"))
+    train_state = header.get("train_state", {})
+    check_train_state(train_state)
+    try:
+        cls = field_class(name)
+    except ValueError as error:
+        raise Invalid("field", str(error)) from None
+    layout = {key: TensorInfo(*_describe(handle.get_slice(key))) for key in handle.keys()}
+    check_names(layout)
+    shapes = _built(lambda: cls.state_shapes(config), "field_config", f"not the config of a {name} field")
+    check_field_layout(layout, shapes, name)
+    check_grid_layout(layout, header)
+    field = _built(lambda: cls.from_config(config), "field_config", f"not the config of a {name} field")
+    names = {id(p): n for n, p in field.named_parameters()}
+    groups = [(g.get("name", str(i)), [(names[id(p)], p) for p in g["params"]]) for i, g in enumerate(field.param_groups())]
+    check_optimizer_layout(layout, header.get("optimizer_groups"), groups, name)
+    try:
+        tensors = {key: handle.get_tensor(key) for key in layout}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise Invalid("tensors", f"not readable ({error})") from None
+    check_values(tensors, float(header["render"]["step_size"]))
+    field = field.to(device)
+    _built(lambda: field.load_state_dict(_section(tensors, "field.")), "field", "does not load")
+    grid = _built(lambda: _load_grid(_section(tensors, "grid."), header, device), "grid", "does not load")
+    settings = _built(lambda: RenderSettings.from_dict(header["render"]), "render", "not render settings")
     optimizer_state = None
     if "optimizer_groups" in header:
         state: dict[int, dict[str, torch.Tensor]] = {}
         for key, value in _section(tensors, "optim.").items():
-            param_id, name = key.split(".", 1)
-            state.setdefault(int(param_id), {})[name] = value
+            param_id, key_name = key.split(".", 1)
+            state.setdefault(int(param_id), {})[key_name] = value
         optimizer_state = {"state": state, "param_groups": header["optimizer_groups"]}
-    return Checkpoint(Model(field, grid, settings), header.get("train_state", {}), optimizer_state)
+    return Checkpoint(Model(field, grid, settings), train_state, optimizer_state)
+
+
+def _describe(tensor_slice: Any) -> tuple[str, tuple[int, ...]]:
+    """(dtype code, shape) of a safetensors slice, from the file's header (no data is read)."""
+    return str(tensor_slice.get_dtype()), tuple(int(n) for n in tensor_slice.get_shape())
+
+
+def _built(build: Callable[[], Any], where: str, problem: str) -> Any:
+    """`build()`, its errors (checked values that a constructor still refuses) as `Invalid`."""
+    try:
+        return build()
+    except (ValueError, TypeError, LookupError, ArithmeticError, AttributeError, RuntimeError) as error:
+        raise Invalid(where, f"{problem} ({type(error).__name__}: {error})") from None
+
+
+def _one_line(message: str) -> str:
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
 def _load_grid(state: dict[str, torch.Tensor], header: dict[str, Any], device: torch.device | str) -> OccupancyGrid:

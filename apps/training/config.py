@@ -1,9 +1,10 @@
 """`TrainConfig`, everything that defines a training run, and its command-line flags.
 
-A config field that users set from the command line carries `flag(help)` metadata; `add_flags`
-declares those flags from the dataclass and `config_from_args` reads them back, so a new
-training option is one field here (and whatever uses it), not a flag in one file and a mapping
-in another.
+A config field that users set from the command line carries `flag(help, check=...)` metadata;
+`add_flags` declares those flags from the dataclass (`check`, an argument type of
+`apps.commands.types`, gives the flag its range: argparse refuses a bad value with one line
+naming the flag) and `config_from_args` reads them back, so a new training option is one field
+here (and whatever uses it), not a flag in one file and a mapping in another.
 """
 
 from __future__ import annotations
@@ -12,15 +13,32 @@ import argparse
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from ..commands import types as flag_types
 
 __all__ = ["TrainConfig", "flag", "add_flags", "config_from_args"]
 
 
-def flag(help: str, choices: list[str] | None = None, required: bool = False) -> dict[str, Any]:
-    """Metadata that makes a `TrainConfig` field a command-line flag (`--name-with-dashes`)."""
-    return {"help": help, "choices": choices, "required": required}
+def flag(
+    help: str, choices: list[str] | None = None, required: bool = False, check: Callable[[str], Any] | None = None
+) -> dict[str, Any]:
+    """Metadata that makes a `TrainConfig` field a command-line flag (`--name-with-dashes`).
+
+    `check` parses and range-checks the flag's text (raising `argparse.ArgumentTypeError`, see
+    `apps.commands.types`); without it the field's type parses it."""
+    return {"help": help, "choices": choices, "required": required, "check": check}
+
+
+#: flag ranges: rays per batch, grid resolution per axis, TRaIn's thresholds, the random seed
+MAX_BATCH = 1 << 20
+MIN_GRID = 8
+MAX_UPSILON = 10.0
+MAX_ETA = 1_000_000
+MAX_SEED = 2**32 - 1
+_GRID = flag_types.whole(MIN_GRID, flag_types.MAX_GRID, auto=0, auto_means="from the image size")
 
 
 @dataclass
@@ -41,23 +59,43 @@ class TrainConfig:
     data: str = dataclasses.field(
         metadata=flag("scene folder (Blender, LLFF, transforms.json, COLMAP) or, for train, photos or a video", required=True)
     )
-    field: str = dataclasses.field(default="vm", metadata=flag("representation: vm, cp or trivec (Strivec) (default: vm)"))
+    field: str = dataclasses.field(
+        default="vm", metadata=flag("representation: vm, cp or trivec (Strivec) (default: vm)", check=flag_types.field_name)
+    )
     out: str = "runs/run"
-    downsample: float = dataclasses.field(default=1.0, metadata=flag("divide image size by this (default: 1)"))
+    downsample: float = dataclasses.field(
+        default=1.0, metadata=flag("divide image size by this, 1 to 64 (default: 1)", check=flag_types.downsample)
+    )
     iters: int = 30000
     budget: float | None = None
     batch_size: int = dataclasses.field(
-        default=0, metadata=flag("rays per iteration (default: 4096 on a GPU as TensoRF, 1024 on the CPU)")
+        default=0,
+        metadata=flag(
+            f"rays per iteration, at most {MAX_BATCH:,} (default: 4096 on a GPU as TensoRF, 1024 on the CPU)",
+            check=flag_types.non_negative_int(MAX_BATCH, "rays", zero_means="the default"),
+        ),
     )
     step_ratio: float = 0.5
-    grid_init: int = dataclasses.field(default=0, metadata=flag("initial grid resolution per axis (default: from image size)"))
-    grid_final: int = dataclasses.field(default=0, metadata=flag("final grid resolution per axis (default: from image size)"))
+    grid_init: int = dataclasses.field(
+        default=0,
+        metadata=flag(f"initial grid resolution per axis, {MIN_GRID} to {flag_types.MAX_GRID} (default: from image size)", check=_GRID),
+    )
+    grid_final: int = dataclasses.field(
+        default=0,
+        metadata=flag(
+            f"final grid resolution per axis, {MIN_GRID} to {flag_types.MAX_GRID}, at least --grid-init (default: from image size)",
+            check=_GRID,
+        ),
+    )
     occupancy_resolution: int = 128
     occupancy_every: int = 16
     occupancy_warmup: int = 16
     occupancy_threshold: float = 1e-3
     cone_angle: float = dataclasses.field(
-        default=0.0, metadata=flag("cone stepping: steps grow as distance x this (default: 0, fixed steps)")
+        default=0.0,
+        metadata=flag(
+            "cone stepping: steps grow as distance x this, 0 to 1 (default: 0, fixed steps)", check=flag_types.finite_float_in(0, 1)
+        ),
     )
     slimmable: bool = dataclasses.field(
         default=False,
@@ -69,18 +107,33 @@ class TrainConfig:
         default=None,
         metadata=flag(
             "--slimmable: add a rank when the batch loss changes by more than this fraction between steps "
-            "(default: 0.4, or 0.1 on forward-facing scenes)"
+            f"(above 0, at most {MAX_UPSILON}; default: 0.4, or 0.1 on forward-facing scenes)",
+            check=flag_types.real(0, MAX_UPSILON, low_open=True, noun="a fraction"),
         ),
     )
     eta: int | None = dataclasses.field(
-        default=None, metadata=flag("--slimmable: least steps between two rank increments (default: 0, or 100 forward-facing)")
+        default=None,
+        metadata=flag(
+            f"--slimmable: least steps between two rank increments, 0 to {MAX_ETA:,} (default: 0, or 100 forward-facing)",
+            check=flag_types.non_negative_int(MAX_ETA, "steps"),
+        ),
     )
     decoder: str | None = dataclasses.field(
         default=None, metadata=flag("appearance decoder (default: TensoRF's MLP)", choices=["mlp", "sh"])
     )
-    checkpoint_every: float = 60.0
-    seed: int = dataclasses.field(default=0, metadata=flag("random seed (default: 0)"))
-    device: str | None = dataclasses.field(default=None, metadata=flag("cpu or cuda (default: cuda when available)"))
+    checkpoint_every: float | None = dataclasses.field(
+        default=None,
+        metadata=flag(
+            "seconds between checkpoints, so a kill loses at most this much (default: a tenth of the run, "
+            "5 to 60 s; the first one comes after one interval, the last before the final evaluation)"
+        ),
+    )
+    seed: int = dataclasses.field(
+        default=0, metadata=flag(f"random seed, 0 to {MAX_SEED} (default: 0)", check=flag_types.non_negative_int(MAX_SEED))
+    )
+    device: str | None = dataclasses.field(
+        default=None, metadata=flag("cpu, cuda or cuda:N (default: cuda when available)", check=flag_types.device)
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,7 +159,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         if kind is bool:
             parser.add_argument(name, action="store_true", help=f.metadata["help"])
             continue
-        options: dict[str, Any] = {"type": kind, "help": f.metadata["help"]}
+        options: dict[str, Any] = {"type": f.metadata.get("check") or kind, "help": f.metadata["help"]}
         if f.metadata["choices"]:
             options["choices"] = f.metadata["choices"]
         if f.metadata["required"]:
@@ -117,6 +170,15 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
-    """A TrainConfig from the flags `add_flags` declared, then `overrides`."""
+    """A TrainConfig from the flags `add_flags` declared, then `overrides`.
+
+    Raises:
+        ValueError: flags that are fine alone but not together (--grid-init above --grid-final).
+    """
     values = {f.name: getattr(args, f.name) for f in _flag_fields() if hasattr(args, f.name)}
-    return TrainConfig(**{**values, **overrides})
+    config = TrainConfig(**{**values, **overrides})
+    if config.grid_init and config.grid_final and config.grid_init > config.grid_final:
+        raise ValueError(
+            f"--grid-init {config.grid_init} is above --grid-final {config.grid_final}: the grid only grows during training"
+        )
+    return config

@@ -1,4 +1,5 @@
-"""A whole training run: load the scene, train with a progress bar, checkpoint, evaluate."""
+"""A whole training run: claim the run folder, load the scene, train with a progress bar,
+checkpoint, evaluate."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ from data import Scene, load_scene, scene_summary
 from fields import Slimmable
 
 from ..evaluate import evaluate_views, evenly_spaced
-from ..runs import CHECKPOINT_NAME, write_json
+from ..runs import CHECKPOINT_NAME, claim_run_folder, write_json, writing
 from .config import TrainConfig
 from .trainer import Trainer, TrainingDiverged
 
-__all__ = ["train_run", "RunInterrupted"]
+__all__ = ["train_run", "RunInterrupted", "checkpoint_interval"]
 
 #: views rendered for the metrics written at the end of training (`eval` scores a whole split)
 FINAL_EVAL_VIEWS = 10
+#: the shortest and longest default checkpoint interval (seconds), and the run's share of it
+CHECKPOINT_EVERY_MIN, CHECKPOINT_EVERY_MAX, CHECKPOINT_EVERY_FRACTION = 5.0, 60.0, 0.1
 
 
 class RunInterrupted(RuntimeError):
@@ -30,6 +33,7 @@ class RunInterrupted(RuntimeError):
 def train_run(
     config: TrainConfig,
     resume: bool = False,
+    overwrite: bool = False,
     scene: Scene | None = None,
     on_step: Callable[[Trainer], None] | None = None,
     log: Callable[[str], None] = print,
@@ -37,13 +41,50 @@ def train_run(
 ) -> dict[str, Any]:
     """Train `config` to the end of its schedule and write the run folder.
 
-    Writes `checkpoint.safetensors` (every `config.checkpoint_every` seconds and at the end),
-    `config.json`, `metrics.json` and `renders/` (held-out views). Ctrl-C saves a checkpoint
-    and raises `RunInterrupted`; a diverged loss keeps the last checkpoint and raises too.
-    `on_step(trainer)` runs after every step (benchmarks evaluate from there).
+    Before the scene is loaded the folder is claimed (`runs.claim_run_folder`): it must be
+    writable and not locked by another run; a folder holding another run is refused unless
+    `resume` continues it (same scene, field and downsampling) or `overwrite` replaces it;
+    temporary files of a killed save are removed. The lock is held until the run ends.
+
+    Writes `checkpoint.safetensors` (every `checkpoint_interval` seconds, and before the final
+    evaluation), `config.json`, `metrics.json` and `renders/` (held-out views). A failed write
+    raises `runs.RunWriteError` naming the file (the previous checkpoint is kept). Ctrl-C saves
+    a checkpoint and raises `RunInterrupted`; a diverged loss keeps the last checkpoint and
+    raises too. `on_step(trainer)` runs after every step (benchmarks evaluate from there).
     Returns the metrics dict.
     """
     out = Path(config.out)
+    with claim_run_folder(out, config.to_dict(), resume=resume, overwrite=overwrite) as events:
+        for event in events:
+            log(event)
+        return _train(config, out, resume, scene, on_step, log, final_eval_views)
+
+
+def checkpoint_interval(config: TrainConfig, trainer: Trainer) -> float:
+    """Seconds between checkpoints: `config.checkpoint_every` when set, else a tenth of the
+    run's length within 5..60 s. A `--budget` run's length is its budget; an `--iters` run's is
+    estimated from its seconds per iteration so far (60 s before the first iteration)."""
+    if config.checkpoint_every is not None:
+        return config.checkpoint_every
+    if config.budget is not None:
+        length = config.budget
+    elif trainer.state.iteration:
+        length = trainer.state.train_seconds / trainer.state.iteration * config.iters
+    else:
+        return CHECKPOINT_EVERY_MAX
+    return min(max(CHECKPOINT_EVERY_FRACTION * length, CHECKPOINT_EVERY_MIN), CHECKPOINT_EVERY_MAX)
+
+
+def _train(
+    config: TrainConfig,
+    out: Path,
+    resume: bool,
+    scene: Scene | None,
+    on_step: Callable[[Trainer], None] | None,
+    log: Callable[[str], None],
+    final_eval_views: int | None,
+) -> dict[str, Any]:
+    """`train_run` in its claimed folder."""
     if scene is None:
         scene = load_scene(config.data, config.downsample)
     log(scene_summary(scene))
@@ -70,7 +111,7 @@ def train_run(
                 bar.write(f"[{trainer.state.iteration}] {event}")
             if on_step is not None:
                 on_step(trainer)
-            if time.perf_counter() - last_save > config.checkpoint_every:
+            if time.perf_counter() - last_save > checkpoint_interval(config, trainer):
                 trainer.save()
                 last_save = time.perf_counter()
     except KeyboardInterrupt:
@@ -78,15 +119,17 @@ def train_run(
         trainer.save()
         raise RunInterrupted(f"interrupted at iteration {trainer.state.iteration}; checkpoint saved, continue with --resume") from None
     except TrainingDiverged as error:
-        bar.close()
         saved = "the last good checkpoint is kept" if (out / CHECKPOINT_NAME).is_file() else "no checkpoint had been written yet"
         raise RunInterrupted(f"{error}; {saved} in {out}") from None
-    bar.close()
+    finally:
+        bar.close()
     for event in trainer.finish():
         log(event)
-    trainer.save()
+    trainer.save()  # before the evaluation, which takes a while: a kill there loses no training
     held_out = scene.split("test")
-    result = evaluate_views(trainer.model, scene, evenly_spaced(held_out, final_eval_views), out / "renders")
+    kept = f"the trained checkpoint is saved in {out}; `tensorfields eval {out}` scores it"
+    with writing(out / "renders", kept):
+        result = evaluate_views(trainer.model, scene, evenly_spaced(held_out, final_eval_views), out / "renders")
     metrics = {
         "psnr": result["psnr"],
         "ssim": result["ssim"],
@@ -99,7 +142,8 @@ def train_run(
         "nbytes": trainer.field.nbytes(),
         **_rank_metrics(trainer),
     }
-    write_json(out / "metrics.json", metrics)
+    with writing(out / "metrics.json", kept):
+        write_json(out / "metrics.json", metrics)
     log(f"held-out PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} on {metrics['num_views']} views; run in {out}")
     return metrics
 

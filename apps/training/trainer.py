@@ -21,7 +21,7 @@ from data import RayBatcher, Scene
 from fields import Field, field_class, render_step_size
 from render import NDC, Model, OccupancyGrid, RenderSettings, camera_rays
 
-from ..runs import CHECKPOINT_NAME, Checkpoint, load_checkpoint, save_checkpoint, scene_info, write_json
+from ..runs import CHECKPOINT_NAME, Checkpoint, load_checkpoint, save_checkpoint, scene_info, write_json, writing
 from . import optim
 from .config import TrainConfig
 from .strategies import Strategy, strategies_for
@@ -237,8 +237,19 @@ class Trainer:
         return Checkpoint(Model(model.field, model.grid, settings), train_state, self.optimizer.state_dict())
 
     def save(self) -> Path:
-        """Write the checkpoint and config.json atomically; returns the checkpoint path."""
-        path = self.out / CHECKPOINT_NAME
-        save_checkpoint(path, self.checkpoint())
-        write_json(self.out / "config.json", {"train": self.config.to_dict(), "scene": scene_info(self.scene)})
+        """Write the checkpoint and config.json atomically; returns the checkpoint path. A failed
+        write raises `runs.RunWriteError` naming the file and the reason ("No space left on
+        device"); the previous checkpoint stays as it was."""
+        path, config_path = self.out / CHECKPOINT_NAME, self.out / "config.json"
+        writes = (
+            (path, lambda: save_checkpoint(path, self.checkpoint())),
+            (config_path, lambda: write_json(config_path, {"train": self.config.to_dict(), "scene": scene_info(self.scene)})),
+        )
+        for target, write in writes:
+            if path.is_file():
+                kept = f"the last checkpoint in {self.out} is kept; continue with --resume once the folder can be written"
+            else:
+                kept = "no checkpoint has been written yet"
+            with writing(target, kept):
+                write()
         return path

@@ -4,14 +4,24 @@ An orbit camera (azimuth, elevation, distance, field of view) renders RGB, depth
 slider being dragged gets a small preview and the full frame comes when it is released. A panel
 shows the field, its size, the run's metrics and the last frame's render time; a training-view
 picker compares the render at a training camera with its ground-truth image (PSNR); "Export
-mesh" writes a `.glb` shown in a 3D view and offered for download.
+mesh" writes a `.glb` shown in a 3D view and offered for download (into a temporary folder made
+on the first export and removed at exit).
 
-The handlers are methods of `ViewerState`, which tests call without a browser.
+The handlers are methods of `ViewerState`, which tests call without a browser. `launch_viewer`
+serves it with what the viewer uses and no more (`ViewerGuard`): requests must name this machine
+in their Host header (a web page cannot reach the viewer through DNS rebinding), and Gradio's
+upload routes are closed (the viewer takes no files).
 """
 
 from __future__ import annotations
 
+import atexit
+import errno
+import ipaddress
 import json
+import logging
+import shutil
+import socket
 import tempfile
 from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
@@ -28,7 +38,20 @@ from ..evaluate import psnr
 from ..runs import load_checkpoint, load_run_config, train_cameras
 from .frames import RENDER_MODES, OrbitRig, orbit_camera, orbit_rig, render_frame
 
-__all__ = ["RESOLUTIONS", "PREVIEW_WIDTH", "ViewerState", "open_viewer", "build_viewer"]
+__all__ = [
+    "RESOLUTIONS",
+    "PREVIEW_WIDTH",
+    "BLOCKED_ROUTES",
+    "ViewerState",
+    "ViewerGuard",
+    "open_viewer",
+    "build_viewer",
+    "launch_viewer",
+    "allowed_hosts",
+    "check_address",
+]
+
+log = logging.getLogger(__name__)
 
 #: frame widths the resolution selector offers
 RESOLUTIONS = (64, 128, 256, 512)
@@ -36,6 +59,11 @@ RESOLUTIONS = (64, 128, 256, 512)
 PREVIEW_WIDTH = 64
 #: metrics.json entries shown in the panel, with their labels
 METRIC_LABELS = {"psnr": "held-out PSNR (dB)", "ssim": "held-out SSIM", "iterations": "iterations", "train_seconds": "training time (s)"}
+#: Gradio routes the viewer never uses, refused with 403: uploads (and their progress) and
+#: recordings would store files on this machine and serve them back
+BLOCKED_ROUTES = ("/gradio_api/upload", "/gradio_api/process_recording", "/upload")
+#: Host names that are always this machine
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 @dataclass
@@ -47,9 +75,25 @@ class ViewerState:
     run_config: dict[str, Any]
     rig: OrbitRig
     metrics: dict[str, Any]
-    export_dir: Path
     last_render_seconds: float | None = None
     _scene: Scene | None = dataclass_field(default=None, repr=False)
+    _export_dir: Path | None = dataclass_field(default=None, repr=False)
+
+    @property
+    def export_dir(self) -> Path:
+        """The folder of exported meshes: a temporary one, made on first use and removed by
+        `close` or at exit."""
+        if self._export_dir is None:
+            self._export_dir = Path(tempfile.mkdtemp(prefix="tensorfields-view-"))
+            atexit.register(self.close)
+        return self._export_dir
+
+    def close(self) -> None:
+        """Remove the export folder (if one was made)."""
+        if self._export_dir is not None:
+            shutil.rmtree(self._export_dir, ignore_errors=True)
+            self._export_dir = None
+            atexit.unregister(self.close)
 
     @property
     def num_train_views(self) -> int:
@@ -132,11 +176,129 @@ def open_viewer(run_dir: str | Path, device: str | None = None) -> ViewerState:
     run_config = load_run_config(run_dir)
     model = load_checkpoint(run_dir, device).model
     model.eval()
-    metrics_path = run_dir / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     rig = orbit_rig(train_cameras(run_config["scene"]))
-    export_dir = Path(tempfile.mkdtemp(prefix="tensorfields-view-"))
-    return ViewerState(run_dir, model, run_config, rig, metrics, export_dir)
+    return ViewerState(run_dir, model, run_config, rig, _read_metrics(run_dir / "metrics.json"))
+
+
+def _read_metrics(path: Path) -> dict[str, Any]:
+    """The run's metrics.json for the info panel; {} when there is none. A damaged one only
+    costs the panel its metrics: a warning naming the file, and the viewer starts."""
+    if not path.is_file():
+        return {}
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        log.warning("%s: unreadable (%s); the viewer shows no training metrics", path, " ".join(str(error).split()))
+        return {}
+    if not isinstance(metrics, dict):
+        log.warning("%s: not a JSON object (a %s); the viewer shows no training metrics", path, type(metrics).__name__)
+        return {}
+    return metrics
+
+
+def allowed_hosts(host: str) -> frozenset[str]:
+    """Host names a request to a viewer listening on `host` may carry: this machine's loopback
+    names and `host` itself; when it listens on every interface (0.0.0.0, ::), also this
+    machine's name (any IP address is accepted then too, see `ViewerGuard`)."""
+    names = set(LOCAL_HOSTS) | {host.strip("[]").lower()}
+    if host in ("0.0.0.0", "::", ""):
+        hostname = socket.gethostname().lower()
+        names |= {hostname, f"{hostname}.local", socket.getfqdn().lower()}
+    return frozenset(names - {""})
+
+
+class ViewerGuard:
+    """ASGI middleware in front of the viewer's Gradio app: a request whose Host header names
+    another machine gets 400 (DNS rebinding: a web page whose name points at 127.0.0.1 would
+    otherwise drive the viewer from the browser), one to `BLOCKED_ROUTES` gets 403.
+
+    hosts: the Host names accepted (any, when None); any_address: also any IP address (a viewer
+    listening on every interface, reached by the address of one of them)."""
+
+    def __init__(self, app: Any, hosts: frozenset[str] | None, any_address: bool = False) -> None:
+        self.app, self.hosts, self.any_address = app, hosts, any_address
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            refusal = self.refusal(scope)
+            if refusal is not None:
+                await _refuse(scope, send, *refusal)
+                return
+        await self.app(scope, receive, send)
+
+    def refusal(self, scope: dict[str, Any]) -> tuple[int, str] | None:
+        """(status, reason) for a request to refuse, None for one to serve."""
+        path = scope.get("path", "")
+        if any(path.startswith(route) for route in BLOCKED_ROUTES):
+            return 403, "the viewer takes no uploads"
+        if self.hosts is None:
+            return None
+        host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+        name = _host_name(host)
+        if name in self.hosts or (self.any_address and _is_address(name)):
+            return None
+        return 400, "invalid Host header: the viewer answers only to this machine's names"
+
+
+def _host_name(host: str) -> str:
+    """"127.0.0.1:7860" -> "127.0.0.1", "[::1]:7860" -> "::1", "LocalHost" -> "localhost"."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+async def _refuse(scope: dict[str, Any], send: Any, status: int, reason: str) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    body = reason.encode() + b"\n"
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def check_address(host: str, port: int | None) -> None:
+    """Raise ValueError naming --host or --port when the viewer could not listen there (Gradio
+    would report any such failure as "Cannot find empty port")."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host or None, port or 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as error:
+        raise ValueError(f"--host {host}: not a host name or address this machine can resolve ({error})") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise ValueError(f"--port {port}: in use by another program; choose another, or leave --port out") from None
+            if error.errno == errno.EADDRNOTAVAIL:
+                raise ValueError(f"--host {host}: not an address of this machine") from None
+            if error.errno == errno.EACCES:
+                raise ValueError(f"--port {port}: not allowed (ports below 1024 need privileges)") from None
+            raise
+
+
+def launch_viewer(demo: Any, host: str = "127.0.0.1", port: int | None = None, share: bool = False, **launch: Any) -> Any:
+    """Serve the viewer `demo` (from `build_viewer`) behind `ViewerGuard`: one event at a time;
+    with `share` (a public gradio.live link, whose requests carry its name) any Host header is
+    accepted, uploads stay closed. `launch` goes to `gr.Blocks.launch` (e.g.
+    prevent_thread_lock=True to return at once)."""
+    from starlette.middleware import Middleware
+
+    check_address(host, port)
+    hosts = None if share else allowed_hosts(host)
+    guard = Middleware(ViewerGuard, hosts=hosts, any_address=host in ("0.0.0.0", "::", ""))
+    demo.queue(default_concurrency_limit=1)
+    return demo.launch(server_name=host, server_port=port, share=share, app_kwargs={"middleware": [guard]}, **launch)
 
 
 def build_viewer(run_dir: str | Path, device: str | None = None) -> Any:

@@ -26,6 +26,7 @@ from torch import nn
 from cuda_ext import trivec_neighbors, trivec_sample
 
 from ..base import Field, SceneBox
+from ..decoders import make_decoder
 from ..factors import resize_line
 from ..head import FeatureHead
 from ..slimming import RankOrdered, active_components
@@ -254,6 +255,33 @@ class TriVecField(RankOrdered, FeatureHead, Field):
         field = cls(**{**kwargs, "half_sizes": half, "spacings": step, "num_tensors": [len(c) for c in centers]})
         field._place(centers)
         return field
+
+    @classmethod
+    def state_shapes(cls, cfg: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        """The shapes of `from_config(cfg).state_dict()` for a saved config (`num_tensors` and
+        `lengths` per scale, as `config()` writes them), without allocating the field: the
+        constructor reads the box's size, so the shapes are counted here (the decoder is built on
+        the meta device)."""
+        scales = cfg.get("scales", 3)
+        if not isinstance(scales, int) or scales < 1:
+            raise ValueError(f"scales must be a positive integer, got {scales!r}")
+        if not isinstance(cfg.get("num_tensors"), list) or cfg.get("lengths") is None:
+            raise ValueError("a saved trivec config lists num_tensors (and lengths) per scale")
+        counts = [int(v) for v in _per_scale("num_tensors", cfg["num_tensors"], scales, [])]
+        lengths = [int(v) for v in _per_scale("lengths", cfg["lengths"], scales, [])]
+        density = [int(v) for v in _per_scale("density_components", cfg.get("density_components"), scales, _default_density(scales))]
+        appearance = [int(v) for v in _per_scale("appearance_components", cfg.get("appearance_components", 48), scales, [])]
+        appearance_dim = int(cfg.get("appearance_dim", 27))
+        with torch.device("meta"):
+            decoder = make_decoder(cfg.get("decoder", "mlp"), appearance_dim, cfg.get("decoder_pe", 2))
+        shapes: dict[str, tuple[int, ...]] = {"aabb": (2, 3)}
+        for i, (count, length, rd, ra) in enumerate(zip(counts, lengths, density, appearance)):
+            shapes[f"scales.{i}.density_lines"] = (count, 3, rd, length)
+            shapes[f"scales.{i}.app_lines"] = (count, 3, ra, length)
+            shapes[f"scales.{i}.centers"] = (count, 3)
+            shapes[f"scales.{i}.basis.weight"] = (appearance_dim, ra)
+        shapes.update({f"decoder.{name}": tuple(value.shape) for name, value in decoder.state_dict().items()})
+        return shapes
 
     # --- placement and lookup -----------------------------------------------------------
     @torch.no_grad()

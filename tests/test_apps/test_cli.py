@@ -63,7 +63,6 @@ def test_eval_at_other_downsample(sphere_scene: Path, tmp_path: Path) -> None:
         (["train", "--data", "/nonexistent/scene", "--out", "OUT"], "/nonexistent/scene"),
         (["eval", "EMPTY"], "not a run folder"),
         (["render", "EMPTY", "--out", "x.mp4"], "not a run folder"),
-        (["train", "--data", "SCENE", "--out", "OUT", "--field", "nope"], "unknown field 'nope'"),
     ],
 )
 def test_bad_input_gives_one_line_error(
@@ -74,6 +73,52 @@ def test_bad_input_gives_one_line_error(
     assert main([substitutions.get(arg, arg) for arg in argv]) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1, err
+
+
+def _failing_eval(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
+    """Make `tensorfields eval` raise `error` (main builds the parser after this, so it takes it)."""
+    import apps.commands.eval as eval_module
+
+    def fail(args: object) -> None:
+        raise error
+
+    monkeypatch.setattr(eval_module, "eval_command", fail)
+
+
+@pytest.mark.parametrize(
+    "error, line",
+    [
+        (PermissionError(13, "Permission denied", "/runs/a/metrics.json"), "/runs/a/metrics.json: Permission denied"),
+        (FileExistsError(17, "File exists", "a.partial", None, "a"), "a.partial -> a: File exists"),
+        (OSError(28, "No space left on device"), "[Errno 28] No space left on device"),
+        (OSError("Cannot find empty port in range: 7860-7959"), "Cannot find empty port in range: 7860-7959"),
+        (ValueError("first line\n  second line"), "first line second line"),
+    ],
+    ids=["filename", "two-filenames", "no-filename", "plain", "multi-line"],
+)
+def test_user_errors_are_one_line_naming_the_file(
+    error: BaseException, line: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _failing_eval(monkeypatch, error)
+    assert main(["eval", "RUN"]) == 2
+    assert capsys.readouterr().err == f"tensorfields eval: error: {line}\n"
+
+
+def test_ctrl_c_outside_training_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    _failing_eval(monkeypatch, KeyboardInterrupt())
+    assert main(["eval", "RUN"]) == 130
+    assert capsys.readouterr().err.strip() == "tensorfields eval: interrupted"
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    _failing_eval(monkeypatch, KeyError("scene"))  # not a user error: main must not swallow it
+    with pytest.raises(KeyError):
+        main(["eval", "RUN"])
+
+
+def test_bench_errors_name_the_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "render", "--run", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"tensorfields bench render: error: {tmp_path}")
 
 
 def test_bench_march_compares_native_and_reference(tmp_path: Path) -> None:

@@ -190,8 +190,6 @@ def test_slim_and_eval_ranks_commands(sphere_scene: Path, tmp_path: Path, capsys
     "argv_tail,message",
     [
         (["eval", "RUN", "--ranks", "1,99"], "rank 99 is above this field's"),
-        (["eval", "RUN", "--ranks", "one"], "--ranks takes comma-separated whole numbers"),
-        (["slim", "RUN", "--rank", "0", "--out", "OTHER"], "ranks 1 to"),
         (["slim", "RUN", "--rank", "1", "--out", "RUN"], "--out must be a new run folder"),
     ],
 )

@@ -16,7 +16,7 @@ import pytest
 import apps.runs.checkpoint as checkpoint_module
 from apps.runs import CheckpointError, load_checkpoint, save_checkpoint
 from apps.cli import main
-from apps.viewer.app import PREVIEW_WIDTH, ViewerState, build_viewer, open_viewer
+from apps.viewer.app import PREVIEW_WIDTH, ViewerState, build_viewer, launch_viewer, open_viewer
 from apps.viewer.frames import turbo
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -101,6 +101,31 @@ def test_mesh_export_writes_a_glb(state: ViewerState) -> None:
     assert "triangles" in message
 
 
+def test_export_folder_is_made_on_first_export_and_removed(view_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    viewer = open_viewer(view_run, "cpu")
+    assert list(tmp_path.iterdir()) == [], "opening a run makes no temporary folder"
+    model, _, message = viewer.export_mesh("mc", 32)
+    assert model is not None and Path(model).parent.parent == tmp_path, message
+    viewer.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("text", ["{oops", "[1, 2]", ""])
+def test_damaged_metrics_are_a_warning_naming_the_file(
+    text: str, view_run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(view_run, run)
+    (run / "metrics.json").write_text(text)
+    with caplog.at_level("WARNING"):
+        viewer = open_viewer(run, "cpu")
+    assert viewer.metrics == {} and "PSNR" not in viewer.info()
+    assert [record.getMessage().split(":")[0] for record in caplog.records] == [str(run / "metrics.json")]
+
+
 def test_missing_checkpoint_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(CheckpointError, match="no checkpoint.safetensors"):
         open_viewer(tmp_path)
@@ -157,7 +182,7 @@ def test_browser_drag_azimuth_rerenders(view_run: Path, tmp_path: Path) -> None:
         pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
     demo = build_viewer(view_run, "cpu")
     port = _free_port()
-    demo.queue(default_concurrency_limit=1).launch(prevent_thread_lock=True, server_port=port, quiet=True)
+    launch_viewer(demo, port=port, prevent_thread_lock=True, quiet=True)  # the guard must let the page work
     try:
         with playwright_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])

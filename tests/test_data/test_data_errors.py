@@ -136,3 +136,33 @@ def test_downsample_below_one(tmp_path: Path) -> None:
     write_transforms(tmp_path)
     with pytest.raises(ValueError, match="downsample"):
         load_scene(tmp_path, downsample=0.5)
+
+
+def test_empty_image_file(tmp_path: Path) -> None:
+    write_transforms(tmp_path, name="transforms_train.json")  # a Blender scene
+    (tmp_path / "images/1.png").write_bytes(b"")
+    assert_scene_error(tmp_path, tmp_path / "images/1.png", "empty file (0 bytes), not an image")
+
+
+def test_text_file_named_png(tmp_path: Path) -> None:
+    write_transforms(tmp_path)
+    (tmp_path / "images/0.png").write_text("hello, not an image")
+    with pytest.raises(SceneError) as info:
+        load_scene(tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'images/0.png'}: cannot read image: not a PNG or JPEG image")
+    assert "pip install" not in message and "plugin" not in message
+
+
+@pytest.mark.parametrize("content, words", [(b"", "empty file (0 bytes), not a video"), (b"not a video", "cannot read video: Invalid data")])
+def test_a_file_that_is_not_a_video(content: bytes, words: str, tmp_path: Path) -> None:
+    from data.video import extract_frames
+
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(content)
+    with pytest.raises(SceneError) as info:
+        extract_frames(video, fps=2.0)
+    message = str(info.value)
+    assert message.startswith(f"{video}: {words}") and "\n" not in message, message
+    assert "ffmpeg version" not in message and len(message) < 200, message
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"], "no frames folder is left behind"
