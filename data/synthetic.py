@@ -6,7 +6,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["write_sphere_scene"]
+import numpy as np
+
+__all__ = ["write_sphere_scene", "look_at_opengl"]
+
+
+def look_at_opengl(eye: np.ndarray, target: np.ndarray | None = None) -> np.ndarray:
+    """OpenGL camera-to-world `[4, 4]` (x right, y up, looking down -z) at `eye [3]` facing
+    `target [3]` (default the origin), with +z up."""
+    target = np.zeros(3) if target is None else target
+    forward = (target - eye) / np.linalg.norm(target - eye)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, forward)
+    c2w = np.eye(4)
+    c2w[:3, :3] = np.stack([right, up, -forward], axis=1)
+    c2w[:3, 3] = eye
+    return c2w
 
 
 def write_sphere_scene(folder: Path, views: int = 12, width: int = 40, height: int = 30, radius: float = 0.5) -> Path:
@@ -14,7 +30,6 @@ def write_sphere_scene(folder: Path, views: int = 12, width: int = 40, height: i
     transparent around it, so it trains on white), seen from a ring of `views` cameras (OpenGL
     poses, as the format stores them), drawn by exact ray casting. Returns `folder`."""
     import imageio.v3 as iio
-    import numpy as np
 
     folder.mkdir(parents=True, exist_ok=True)
     focal = 0.9 * width
@@ -22,13 +37,8 @@ def write_sphere_scene(folder: Path, views: int = 12, width: int = 40, height: i
     for i in range(views):
         angle = 2 * np.pi * i / views
         eye = np.array([3.0 * np.cos(angle), 3.0 * np.sin(angle), 1.2 + 0.3 * np.sin(3 * angle)])
-        forward = -eye / np.linalg.norm(eye)
-        right = np.cross(forward, [0.0, 0.0, 1.0])
-        right /= np.linalg.norm(right)
-        up = np.cross(right, forward)
-        c2w = np.eye(4)
-        c2w[:3, :3] = np.stack([right, up, -forward], axis=1)
-        c2w[:3, 3] = eye
+        c2w = look_at_opengl(eye)
+        right, up, forward = c2w[:3, 0], c2w[:3, 1], -c2w[:3, 2]
         cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
         dirs = ((cols - width / 2) / focal)[..., None] * right - ((rows - height / 2) / focal)[..., None] * up + forward
         dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)

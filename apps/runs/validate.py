@@ -332,13 +332,18 @@ def check_values(tensors: dict[str, torch.Tensor], step_size: float) -> None:
 
 
 # --- header sections --------------------------------------------------------------------------
+def _only_fields(values: dict[str, Any], cls: type, where: str, what: str) -> None:
+    """Refuse a key of `values` that is not a field of the dataclass `cls`."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in known:
+            raise Invalid(f"{where}.{key}", f"unknown {what} (known: {', '.join(sorted(known))})")
+
+
 def check_render(values: Any) -> None:
     """The `render` section: `render.RenderSettings` fields of the right types and ranges."""
     values = as_dict(values, "render")
-    known = {f.name for f in dataclasses.fields(RenderSettings)}
-    for key in values:
-        if key not in known:
-            raise Invalid(f"render.{key}", f"unknown render setting (known: {', '.join(sorted(known))})")
+    _only_fields(values, RenderSettings, "render", "render setting")
     as_number(entry(values, "step_size", "render.step_size"), "render.step_size", above=0)
     near = as_number(values.get("near", 0.0), "render.near", minimum=0)
     far = values.get("far", 1e10)
@@ -355,10 +360,7 @@ def check_render(values: Any) -> None:
     ndc = values.get("ndc")
     if ndc is not None:
         ndc = as_dict(ndc, "render.ndc")
-        known = {f.name for f in dataclasses.fields(NDC)}
-        for key in ndc:
-            if key not in known:
-                raise Invalid(f"render.ndc.{key}", f"unknown NDC setting (known: {', '.join(sorted(known))})")
+        _only_fields(ndc, NDC, "render.ndc", "NDC setting")
         as_number(entry(ndc, "focal", "render.ndc.focal"), "render.ndc.focal", above=0)
         as_int(entry(ndc, "width", "render.ndc.width"), "render.ndc.width", minimum=1)
         as_int(entry(ndc, "height", "render.ndc.height"), "render.ndc.height", minimum=1)

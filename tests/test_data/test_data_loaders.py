@@ -19,23 +19,12 @@ import torch
 from conftest import FERN, LEGO, requires_fern, requires_lego
 
 from data import Scene, load_scene, scene_summary
+from data.synthetic import look_at_opengl
 
 POINT = np.array([0.4, -0.3, 0.5])  # the 3D point drawn as a dot
 DOT = (255, 0, 0)
 DOT_RADIUS = 3.0
 WIDTH, HEIGHT = 64, 48
-
-
-def look_at_opengl(eye: np.ndarray, target: np.ndarray = np.zeros(3)) -> np.ndarray:
-    """OpenGL camera-to-world (x right, y up, looking down -z) at `eye` facing `target`, [4, 4]."""
-    forward = (target - eye) / np.linalg.norm(target - eye)
-    right = np.cross(forward, [0.0, 0.0, 1.0])
-    right /= np.linalg.norm(right)
-    up = np.cross(right, forward)
-    c2w = np.eye(4)
-    c2w[:3, :3] = np.stack([right, up, -forward], axis=1)
-    c2w[:3, 3] = eye
-    return c2w
 
 
 def project_opengl(c2w: np.ndarray, fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
