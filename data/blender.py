@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .cameras import OPENGL_TO_OPENCV, Cameras
+from .cameras import OPENGL_TO_OPENCV, Cameras, rotation_problem
 from .images import IMAGE_SUFFIXES, load_images
 from .scene import Scene, SceneError
 
@@ -61,7 +61,8 @@ def read_frames(path: Path, meta: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def frame_c2w(path: Path, index: int, frame: dict[str, Any]) -> np.ndarray:
-    """A frame's `transform_matrix` (OpenGL camera-to-world), validated, `[4, 4]` float64."""
+    """A frame's `transform_matrix` (OpenGL camera-to-world), validated, `[4, 4]` float64; a
+    uniform scale in its rotation block (some exporters write one) is divided out."""
     try:
         matrix = np.asarray(frame.get("transform_matrix"), dtype=np.float64)
     except (TypeError, ValueError):
@@ -69,6 +70,10 @@ def frame_c2w(path: Path, index: int, frame: dict[str, Any]) -> np.ndarray:
     if matrix.shape != (4, 4) or not np.isfinite(matrix).all():
         where = f"frame {index} ({frame['file_path']})"
         raise SceneError(path, f"{where}: transform_matrix must be 4x4 finite numbers")
+    problem = rotation_problem(matrix[:3, :3])
+    if problem:
+        raise SceneError(path, f"frame {index} ({frame['file_path']}): transform_matrix is not a camera pose: {problem}")
+    matrix[:3, :3] /= np.cbrt(np.linalg.det(matrix[:3, :3]))
     return matrix
 
 

@@ -4,13 +4,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
-__all__ = ["Cameras", "OPENGL_TO_OPENCV"]
+__all__ = ["Cameras", "OPENGL_TO_OPENCV", "rotation_problem"]
+
+#: how far a pose's rotation block may be from a (uniformly scaled) rotation: the largest entry
+#: of `R^T R / s^2 - I`, with `s^2` the mean squared column length
+ROTATION_TOLERANCE = 1e-2
 
 # Right-multiplying an OpenGL/Blender camera-to-world matrix by this flips y and z, giving the
 # OpenCV camera-to-world matrix of the same camera.
 OPENGL_TO_OPENCV = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))
+
+
+def rotation_problem(rotation: np.ndarray) -> str | None:
+    """What is wrong with a camera-to-world rotation block, `[3, 3]`, or None when it is a
+    rotation (a uniform scale is allowed, as some exporters write one; a reflection is not)."""
+    gram = rotation.T @ rotation
+    scale = np.trace(gram) / 3
+    if not scale > 1e-12:
+        return "its rotation is all zeros"
+    if np.abs(gram / scale - np.eye(3)).max() > ROTATION_TOLERANCE:
+        return "its rotation is not orthogonal (singular, or sheared)"
+    if np.linalg.det(rotation) < 0:
+        return "its rotation is a reflection (determinant < 0)"
+    return None
 
 
 @dataclass

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .blender import holdout_splits, image_name
-from .cameras import OPENGL_TO_OPENCV, Cameras
+from .cameras import OPENGL_TO_OPENCV, Cameras, rotation_problem
 from .images import list_images, load_images
 from .scene import Scene, SceneError
 
@@ -109,6 +109,10 @@ def _read_poses_bounds(path: Path) -> np.ndarray:
     array = array.astype(np.float64)
     if not np.isfinite(array).all() or (array[:, [4, 9, 14, 15, 16]] <= 0).any():
         raise SceneError(path, "poses must be finite with positive height, width, focal, bounds")
+    for index, pose in enumerate(array[:, :15].reshape(-1, 3, 5)):
+        problem = rotation_problem(pose[:, :3])
+        if problem:
+            raise SceneError(path, f"pose {index} is not a camera pose: {problem}")
     return array
 
 

@@ -51,6 +51,8 @@ from typing import Any
 
 from data.synthetic import write_sphere_scene
 
+from ..commands import types as flag_types
+
 __all__ = [
     "add_arguments",
     "bench_hostile",
@@ -98,7 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pythonpath", default=None, help="checkout whose CLI the cases run (PYTHONPATH; default: this checkout)"
     )
-    parser.add_argument("--jobs", type=int, default=2, help="cases run at once, faults and viewer cases aside (default: 2)")
+    parser.add_argument("--jobs", type=flag_types.positive_int(16, "cases"), default=2, help="cases run at once, faults and viewer cases aside (default: 2)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder of inputs and outputs")
     parser.add_argument("--list", action="store_true", help="list the catalogue (id, class, argv) without running it")
 
@@ -808,30 +810,35 @@ def _fault_kill_at(delay: float | None) -> Callable[[Hostile, Case], Outcome]:
     return run
 
 
-def _fault_sigint(h: Hostile, case: Case) -> Outcome:
-    """Ctrl-C: one line saying the checkpoint was saved; then --resume continues from it."""
-    out = h.case_dir(case.id) / "out"
-    child = h.start(["train", "--data", str(h.scene), "--out", str(out), "--budget", "400", *GRID], case.id)
-    _wait_until(lambda: _training_started(child), 90)
-    time.sleep(2.0)
-    child.send(signal.SIGINT)
-    if not child.wait(60):
-        child.kill()
-        outcome = child.outcome(timed_out=True)
-        outcome.reason = "Ctrl-C did not stop the run within 60 s"
+def _fault_signal(number: signal.Signals, name: str) -> Callable[[Hostile, Case], Outcome]:
+    """Signal `number` (`name`: Ctrl-C, SIGTERM, ...) to a training run: one line saying the
+    checkpoint was saved; then --resume continues from it."""
+
+    def run(h: Hostile, case: Case) -> Outcome:
+        out = h.case_dir(case.id) / "out"
+        child = h.start(["train", "--data", str(h.scene), "--out", str(out), "--budget", "400", *GRID], case.id)
+        _wait_until(lambda: _training_started(child), 90)
+        time.sleep(2.0)
+        child.send(number)
+        if not child.wait(60):
+            child.kill()
+            outcome = child.outcome(timed_out=True)
+            outcome.reason = f"{name} did not stop the run within 60 s"
+            return outcome
+        outcome = child.outcome()
+        checkpoint = out / CHECKPOINT
+        if not checkpoint.is_file():
+            outcome.verdict, outcome.reason = "broken", f"{name} saved no checkpoint"
+            return outcome
+        state = _header_state(checkpoint)
+        resumed = h.cli(_resume_argv(h, out, float(state.get("train_seconds", 0.0)) + 2.0), f"{case.id}-resume", 150)
+        _check_resumed(h, out, resumed, int(state.get("iteration", 0)))
+        if resumed.rc != 0 or resumed.verdict is not None:
+            first = (message_lines(resumed.stderr) or [""])[0]
+            outcome.verdict, outcome.reason = "broken", resumed.reason or f"--resume after {name} failed (exit {resumed.rc}): {first}"
         return outcome
-    outcome = child.outcome()
-    checkpoint = out / CHECKPOINT
-    if not checkpoint.is_file():
-        outcome.verdict, outcome.reason = "broken", "Ctrl-C saved no checkpoint"
-        return outcome
-    state = _header_state(checkpoint)
-    resumed = h.cli(_resume_argv(h, out, float(state.get("train_seconds", 0.0)) + 2.0), f"{case.id}-resume", 150)
-    _check_resumed(h, out, resumed, int(state.get("iteration", 0)))
-    if resumed.rc != 0 or resumed.verdict is not None:
-        first = (message_lines(resumed.stderr) or [""])[0]
-        outcome.verdict, outcome.reason = "broken", resumed.reason or f"--resume after Ctrl-C failed (exit {resumed.rc}): {first}"
-    return outcome
+
+    return run
 
 
 def _fault_two_runs(h: Hostile, case: Case) -> Outcome:
@@ -1160,6 +1167,8 @@ def catalogue(h: Hostile) -> list[Case]:
     rf_case("rf-resume-other-field", "--resume with another --field", lambda f: ["train", "--data", scene, "--out", str(f), "--resume", "--iters", "40", "--field", "cp", *GRID], about=["--field", str(h.case_dir("rf-resume-other-field") / "run")])
     rf_case("rf-resume-other-downsample", "--resume with another --downsample", lambda f: ["train", "--data", scene, "--out", str(f), "--resume", "--iters", "40", "--downsample", "2", *GRID], about=["--downsample", str(h.case_dir("rf-resume-other-downsample") / "run")])
     rf_case("rf-slim-over-other-run", "slim --out a folder holding another run", lambda f: ["slim", run, "--rank", "4", "--out", str(f)], check=unchanged)
+    rf_case("rf-slim-overwrite-other-run", "slim --overwrite a folder holding another run: replaces it", lambda f: ["slim", run, "--rank", "4", "--out", str(f), "--overwrite"], expect="success")
+    rf_case("rf-slim-out-empty", "slim --out '' (the current folder)", lambda f: ["slim", run, "--rank", "4", "--out", ""], about=["--out"], copy=False)
     rf_case("rf-slim-into-itself", "slim --out the run being slimmed", lambda f: ["slim", str(f), "--rank", "4", "--out", str(f)], check=unchanged)
     rf_case("rf-eval-a-file", "eval a regular file", lambda f: ["eval", str(h.file)], about=[str(h.file)], needs=("file",), copy=False)
 
@@ -1202,6 +1211,7 @@ def catalogue(h: Hostile) -> list[Case]:
         "--batch-size": ["-1", "10000000000"],
         "--cone-angle": ["-1"],
         "--seed": ["100000000000000000000000"],
+        "--checkpoint-every": ["-1", "nan"],
     }.items():
         for value in values:
             case_id = f"flag-train{flag[1:]}-{_slug(value)}"
@@ -1291,13 +1301,18 @@ def catalogue(h: Hostile) -> list[Case]:
     fault("fault-kill9-after-checkpoint", "kill -9 a --budget 400 run 1 s after its first checkpoint, then --resume: continues from it, at most one checkpoint interval lost", budget_argv("fault-kill9-after-checkpoint"), _fault_kill_after_checkpoint, "success", timeout=300)
     fault("fault-kill9-at-start", "kill -9 a run 2 s after it starts (before any checkpoint), then --resume: starts cleanly", budget_argv("fault-kill9-at-start"), _fault_kill_at(2.0), "success")
     fault("fault-kill9-during-save", "Ctrl-C a run, kill -9 it while the checkpoint is written, then --resume: works, no temporary files left", budget_argv("fault-kill9-during-save"), _fault_kill_at(None), "success")
-    fault("fault-ctrl-c-then-resume", "Ctrl-C: one line saying the checkpoint is saved; --resume continues", budget_argv("fault-ctrl-c-then-resume"), _fault_sigint, "error", ["resume"])
+    fault("fault-ctrl-c-then-resume", "Ctrl-C: one line saying the checkpoint is saved; --resume continues", budget_argv("fault-ctrl-c-then-resume"), _fault_signal(signal.SIGINT, "Ctrl-C"), "error", ["resume"])
+    fault("fault-sigterm-then-resume", "kill (SIGTERM): saves as Ctrl-C does; --resume continues", budget_argv("fault-sigterm-then-resume"), _fault_signal(signal.SIGTERM, "SIGTERM"), "error", ["resume", "SIGTERM"])
+    fault("fault-sighup-then-resume", "the terminal closes (SIGHUP): saves as Ctrl-C does; --resume continues", budget_argv("fault-sighup-then-resume"), _fault_signal(signal.SIGHUP, "SIGHUP"), "error", ["resume", "SIGHUP"])
     two = "fault-two-runs-one-out"
     fault(two, "a second train on the --out of a running one: refuses, and the first goes on", ["train", "--data", scene, "--out", out_of(two), "--iters", "5", *GRID], _fault_two_runs, "error", [out_of(two)], timeout=90)
     full = "fault-full-disk-train"
     fault(full, "train with writes limited to 256 KB (full disk): a clear error, no temporary files", ["train", "--data", scene, "--out", out_of(full), "--iters", "5", *GRID], _fault_full_disk(256 * 1024, False), "error", [out_of(full)], timeout=90)
     full_resume = "fault-full-disk-resume"
     fault(full_resume, "--resume with writes limited to 256 KB: a clear error, the old checkpoint intact", ["train", "--data", scene, "--out", out_of(full_resume), "--resume", "--iters", "40", *GRID], _fault_full_disk(256 * 1024, True), "error", [out_of(full_resume)], timeout=90, needs=("scene", "run"), setup=lambda: h.copy_run(Path(out_of(full_resume))))
+    full_mesh = "fault-full-disk-mesh"
+    mesh = str(h.case_dir(full_mesh) / "mesh.ply")
+    fault(full_mesh, "export-mesh with writes limited to 2 KB: a clear error naming the mesh, no file left", ["export-mesh", run, "--resolution", "48", "--level", "0.001", "--out", mesh], _fault_full_disk(2 * 1024, False), "error", [mesh, str(Path(mesh).parent)], timeout=90, needs=("run",))
     full_render = "fault-full-disk-render"
     video = str(h.case_dir(full_render) / "orbit.mp4")
     fault(full_render, "render with writes limited to 2 KB (a 40-frame video is ~4 KB): a clear error naming the video", ["render", run, "--orbit", "40", "--out", video], _fault_full_disk(2 * 1024, False), "error", [video, str(Path(video).parent)], timeout=90, needs=("run",))
@@ -1454,8 +1469,6 @@ def bench_hostile(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"{case.kind:<11} {case.id:<40} {' '.join(case.argv)}")
             return {"cases": [{"id": c.id, "class": c.kind, "argv": c.argv, "expect": c.expect, "note": c.note} for c in cases]}
         jobs = getattr(args, "jobs", 2)
-        if jobs < 1:
-            raise HostileError(f"--jobs must be at least 1, got {jobs}")
         print(f"hostile: {len(cases)} cases against {h.pythonpath} ({h.python}), scratch folder {root}", flush=True)
         h.prepare({need for case in cases for need in case.needs})
         results: dict[str, dict[str, Any]] = {}

@@ -67,7 +67,8 @@ def bench_train(args: argparse.Namespace) -> dict[str, Any]:
 
 def _budget_run(args: argparse.Namespace, out: str) -> dict[str, Any]:
     """One budget run of `bench_train` into `out`; its results (see `bench_train`)."""
-    config = config_from_args(args, out=out, budget=args.budget, checkpoint_every=float("inf"))
+    every = float("inf") if args.checkpoint_every is None else args.checkpoint_every  # no saves in the timing unless asked
+    config = config_from_args(args, out=out, budget=args.budget, checkpoint_every=every)
     curve: list[list[float]] = []
     next_eval = [args.eval_every]
 

@@ -22,7 +22,7 @@ DEMO_SCENE_FOLDER = "scene"
 
 def register(commands: argparse._SubParsersAction) -> None:
     demo_parser = commands.add_parser("demo", help="train, evaluate and render the demo scene", description="The demo.")
-    demo_parser.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
+    demo_parser.add_argument("--out", type=types.run_folder, default="runs/demo", help="run folder (default: runs/demo)")
     demo_parser.add_argument(
         "--budget", type=types.seconds, default=60.0, help=f"seconds of training, at most {types.MAX_SECONDS:,} (default: 60)"
     )

@@ -24,7 +24,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         required=True,
         help="rank to keep, 1 to the field's rank (16 for TensoRF's VM)",
     )
-    slim.add_argument("--out", required=True, help="new run folder")
+    slim.add_argument("--out", type=types.run_folder, required=True, help="new run folder")
+    slim.add_argument(
+        "--overwrite", action="store_true", help="replace the run already in --out (default: refuse a folder that holds one)"
+    )
     slim.add_argument("--half", action="store_true", help="store the field's parameters as float16 (half the size)")
     slim.set_defaults(func=slim_command)
 
@@ -32,7 +35,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def slim_command(args: argparse.Namespace) -> Path:
     """Write the run `args.run` slimmed to `args.rank` into the run folder `args.out`."""
     from ..evaluate import slimmable_field
-    from ..runs import CHECKPOINT_NAME, Checkpoint, load_checkpoint, load_run_config, save_checkpoint, write_json
+    from ..runs import CHECKPOINT_NAME, Checkpoint, claim_run_folder, load_checkpoint, load_run_config, save_checkpoint, write_json
 
     source, out = Path(args.run), Path(args.out)
     if out.resolve() == source.resolve():
@@ -44,9 +47,12 @@ def slim_command(args: argparse.Namespace) -> Path:
     except ValueError as error:
         raise ValueError(f"--rank {args.rank}: {error}") from None
     slimmed = checkpoint.model.with_field(field.slim(args.rank))
-    save_checkpoint(out / CHECKPOINT_NAME, Checkpoint(slimmed), compact=True, half=args.half)
     run_config["slim"] = {"source": str(source.resolve()), "rank": args.rank, "of": field.ranks, "half": args.half}
-    write_json(out / "config.json", run_config)
+    with claim_run_folder(out, overwrite=args.overwrite) as events:
+        for event in events:
+            print(event)
+        save_checkpoint(out / CHECKPOINT_NAME, Checkpoint(slimmed), compact=True, half=args.half)
+        write_json(out / "config.json", run_config)
     before, after = (source / CHECKPOINT_NAME).stat().st_size, (out / CHECKPOINT_NAME).stat().st_size
     precision = "float16" if args.half else "float32"
     print(

@@ -19,7 +19,7 @@ MAX_FPS = 240
 def register(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train a field on a scene", description="Train a field on a scene folder.")
     add_flags(train)
-    train.add_argument("--out", required=True, help="run folder for checkpoint, config, metrics and renders")
+    train.add_argument("--out", type=types.run_folder, required=True, help="run folder for checkpoint, config, metrics and renders")
     train.add_argument(
         "--iters",
         type=types.positive_int(MAX_ITERS, "iterations"),

@@ -28,6 +28,7 @@ __all__ = [
     "port",
     "device",
     "extension",
+    "run_folder",
     "rank_list",
     "field_name",
     "MAX_SECONDS",
@@ -166,6 +167,14 @@ def extension(*suffixes: str) -> Callable[[str], str]:
         return text
 
     return parse
+
+
+def run_folder(text: str) -> str:
+    """A run folder to write, named (an empty text would be the current folder by accident:
+    `--out "$UNSET_VARIABLE"`; `.` says so on purpose); the text unchanged."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"must name a run folder, got {text!r} (use . for the current folder)")
+    return text
 
 
 def rank_list(text: str) -> str:

@@ -28,6 +28,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +42,8 @@ import torch
 from data import Cameras
 from fields import Field
 from render import Model, Rays, image_rays
+
+from ..runs import RunWriteError, atomic_output
 
 __all__ = [
     "MESH_FORMATS",
@@ -254,15 +261,38 @@ def write_mesh(mesh: Any, path: str | Path) -> Path:
 
     path = Path(path)
     check_format(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".glb":
-        # the legacy glTF writer makes files that Open3D's own reader rejects; the tensor one does not
-        written = o3d.t.io.write_triangle_mesh(str(path), o3d.t.geometry.TriangleMesh.from_legacy(mesh))
-    else:
-        written = o3d.io.write_triangle_mesh(str(path), mesh, write_ascii=False, print_progress=False)
-    if not written:
-        raise ValueError(f"{path}: Open3D could not write the mesh")
+    with atomic_output(path) as partial:
+        with _native_stderr() as messages:  # Open3D's PLY writer prints its failures and reports success
+            if path.suffix.lower() == ".glb":
+                # the legacy glTF writer makes files that Open3D's own reader rejects; the tensor one does not
+                written = o3d.t.io.write_triangle_mesh(str(partial), o3d.t.geometry.TriangleMesh.from_legacy(mesh))
+            else:
+                written = o3d.io.write_triangle_mesh(str(partial), mesh, write_ascii=False, print_progress=False)
+            if written:
+                back = o3d.io.read_triangle_mesh(str(partial))
+                written = (len(back.vertices), len(back.triangles)) == (len(mesh.vertices), len(mesh.triangles))
+        if not written:
+            said = f": {messages[0]}" if messages else ""
+            raise RunWriteError(f"{path}: cannot write the mesh (is the disk full?){said}")
     return path
+
+
+@contextmanager
+def _native_stderr() -> Iterator[list[str]]:
+    """Capture what native code writes to file descriptor 2 during the block; the list it yields
+    is filled with the lines when the block ends."""
+    lines: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            lines += [line.strip() for line in capture.read().decode(errors="replace").splitlines() if line.strip()]
 
 
 def check_format(path: Path) -> None:

@@ -2,7 +2,7 @@
 folder's ownership (checked, locked, one run at a time)."""
 
 from .checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, Checkpoint, CheckpointError, checkpoint_nbytes, load_checkpoint, save_checkpoint
-from .folder import RunFolderError, RunLock, RunWriteError, claim_run_folder, remove_temporary_files, writing
+from .folder import RunFolderError, RunLock, RunWriteError, atomic_output, claim_run_folder, remove_temporary_files, writing
 from .records import load_run_config, scene_info, train_cameras, write_json
 
 __all__ = [
@@ -23,4 +23,5 @@ __all__ = [
     "claim_run_folder",
     "remove_temporary_files",
     "writing",
+    "atomic_output",
 ]

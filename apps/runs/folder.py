@@ -13,6 +13,9 @@ and its write failures are one line naming the file.
    (`check_resume`), or replaces it (`clear_run`: only the previous run's files go);
 4. temporary files left by a killed save are removed (`remove_temporary_files`).
 
+`atomic_output(path)` gives a writer of another file (a video, a mesh) a temporary path beside
+it, renamed into place only when the writing succeeded.
+
 `writing(path)` turns an `OSError` or safetensors' `SafetensorError` while writing `path` into
 a `RunWriteError` that names the path and the reason.
 """
@@ -50,6 +53,7 @@ __all__ = [
     "clear_run",
     "remove_temporary_files",
     "writing",
+    "atomic_output",
 ]
 
 #: the lock file of a run folder (holds the pid, host and start time of the run holding it)
@@ -93,6 +97,24 @@ def writing(path: str | Path, kept: str = "") -> Iterator[None]:
         yield
     except (OSError, SafetensorError) as error:
         raise RunWriteError(f"{path}: cannot write ({_reason(error)}){'; ' + kept if kept else ''}") from None
+
+
+@contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside `path`, with the same suffix (writers pick the format by it), for
+    the block to write; it is renamed to `path` when the block succeeds and removed when it
+    fails, so `path` is never left half-written. Write failures are `RunWriteError`s naming
+    `path` (see `writing`); a block that finds its output incomplete raises one itself."""
+    path = Path(path)
+    with writing(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        with writing(path):
+            yield tmp
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def check_writable(folder: str | Path) -> None:
@@ -249,10 +271,11 @@ class RunLock:
 
 @contextmanager
 def claim_run_folder(
-    folder: str | Path, train: Mapping[str, Any], resume: bool = False, overwrite: bool = False
+    folder: str | Path, train: Mapping[str, Any] | None = None, resume: bool = False, overwrite: bool = False
 ) -> Iterator[list[str]]:
-    """Check, lock and prepare `folder` for a run of `train` (a `TrainConfig.to_dict()`) for the
-    `with` block (see the module docstring); yields what to tell the user (removed files).
+    """Check, lock and prepare `folder` for a run of `train` (a `TrainConfig.to_dict()`; None for
+    a run folder that is written, not trained: `slim`) for the `with` block (see the module
+    docstring); yields what to tell the user (removed files).
 
     Raises `RunFolderError` when the folder cannot be written, is locked by another run, holds
     another run and neither `resume` nor `overwrite` is given, or holds a different run than
@@ -266,7 +289,8 @@ def claim_run_folder(
         events = []
         found = previous_run(folder)
         if resume:
-            check_resume(folder, train)
+            if train is not None:
+                check_resume(folder, train)
         elif found and overwrite:
             clear_run(folder)
             events.append(f"--overwrite: removed the previous run's {', '.join(found)} from {folder}")

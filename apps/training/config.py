@@ -125,7 +125,9 @@ class TrainConfig:
         default=None,
         metadata=flag(
             "seconds between checkpoints, so a kill loses at most this much (default: a tenth of the run, "
-            "5 to 60 s; the first one comes after one interval, the last before the final evaluation)"
+            "5 to 60 s; the first one comes after one interval, the last before the final evaluation); "
+            f"0 (every iteration) to {flag_types.MAX_SECONDS:,}",
+            check=flag_types.finite_float_in(0, flag_types.MAX_SECONDS, "seconds"),
         ),
     )
     seed: int = dataclasses.field(

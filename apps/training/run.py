@@ -3,7 +3,11 @@ checkpoint, evaluate."""
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,8 +30,36 @@ FINAL_EVAL_VIEWS = 10
 CHECKPOINT_EVERY_MIN, CHECKPOINT_EVERY_MAX, CHECKPOINT_EVERY_FRACTION = 5.0, 60.0, 0.1
 
 
+#: signals that end a run the way Ctrl-C does (saving first): `kill`, a closed terminal
+SAVING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 class RunInterrupted(RuntimeError):
-    """Training stopped early (Ctrl-C or divergence) after saving the last good checkpoint."""
+    """Training stopped early (Ctrl-C, SIGTERM, SIGHUP or divergence) after saving the last good
+    checkpoint."""
+
+
+class _Terminated(KeyboardInterrupt):
+    """A `SAVING_SIGNALS` signal, raised in the training loop as Ctrl-C is."""
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """In the main thread, turn `SAVING_SIGNALS` into `_Terminated` for the block (then restore
+    the handlers); elsewhere (signals reach only the main thread) do nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(number: int, _frame: Any) -> None:
+        raise _Terminated(signal.Signals(number).name)
+
+    previous = {number: signal.signal(number, interrupt) for number in SAVING_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def train_run(
@@ -48,13 +80,13 @@ def train_run(
 
     Writes `checkpoint.safetensors` (every `checkpoint_interval` seconds, and before the final
     evaluation), `config.json`, `metrics.json` and `renders/` (held-out views). A failed write
-    raises `runs.RunWriteError` naming the file (the previous checkpoint is kept). Ctrl-C saves
-    a checkpoint and raises `RunInterrupted`; a diverged loss keeps the last checkpoint and
+    raises `runs.RunWriteError` naming the file (the previous checkpoint is kept). Ctrl-C, SIGTERM
+    and SIGHUP save a checkpoint and raise `RunInterrupted`; a diverged loss keeps the last checkpoint and
     raises too. `on_step(trainer)` runs after every step (benchmarks evaluate from there).
     Returns the metrics dict.
     """
     out = Path(config.out)
-    with claim_run_folder(out, config.to_dict(), resume=resume, overwrite=overwrite) as events:
+    with claim_run_folder(out, config.to_dict(), resume=resume, overwrite=overwrite) as events, _signals_interrupt():
         for event in events:
             log(event)
         return _train(config, out, resume, scene, on_step, log, final_eval_views)
@@ -114,10 +146,11 @@ def _train(
             if time.perf_counter() - last_save > checkpoint_interval(config, trainer):
                 trainer.save()
                 last_save = time.perf_counter()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         bar.close()
         trainer.save()
-        raise RunInterrupted(f"interrupted at iteration {trainer.state.iteration}; checkpoint saved, continue with --resume") from None
+        how = f"stopped by {stop}" if isinstance(stop, _Terminated) else "interrupted"
+        raise RunInterrupted(f"{how} at iteration {trainer.state.iteration}; checkpoint saved, continue with --resume") from None
     except TrainingDiverged as error:
         saved = "the last good checkpoint is kept" if (out / CHECKPOINT_NAME).is_file() else "no checkpoint had been written yet"
         raise RunInterrupted(f"{error}; {saved} in {out}") from None

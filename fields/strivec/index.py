@@ -33,6 +33,10 @@ __all__ = [
 MAX_LOOKUP_CELLS = 256
 #: cells a cube's range is widened by on each side when it is listed in the table
 TABLE_MARGIN = 1e-3
+#: entries of a lookup table at most (cells x widest row; 1 GiB of int32): Strivec's placement
+#: lists a few dozen tensors per cell, while centres crowded on one spot (a damaged checkpoint)
+#: would list all of them in every cell there
+MAX_TABLE_ENTRIES = 1 << 28
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ def build_table(centers: torch.Tensor, half_size: float, grid: LookupGrid) -> to
     """Per cell of `grid`, the tensors (`centers [T, 3]`, cubes of `half_size`) whose cube meets it.
 
     Centres that are not finite (placeholders of a field not loaded yet) are listed nowhere.
+    Raises `ValueError` when the table would exceed `MAX_TABLE_ENTRIES` (crowded centres).
     Returns:
         `[C, M]` int32 on the centres' device, C = prod(grid.resolution), M >= 1 the widest row.
     """
@@ -82,7 +87,13 @@ def build_table(centers: torch.Tensor, half_size: float, grid: LookupGrid) -> to
     tensors = tensors[order]  # ascending within each cell: pairs came tensor by tensor
     counts = torch.bincount(flat, minlength=num_cells)
     slot = torch.arange(flat.shape[0], device=device) - (torch.cumsum(counts, 0) - counts)[flat]
-    table = torch.full((num_cells, max(1, int(counts.max()) if flat.numel() else 1)), -1, dtype=torch.int32, device=device)
+    widest = max(1, int(counts.max()) if flat.numel() else 1)
+    if num_cells * widest > MAX_TABLE_ENTRIES:
+        raise ValueError(
+            f"the tri-vector lookup table would hold {num_cells:,} cells x {widest:,} tensors (one cell meets {widest:,} "
+            f"of {centers.shape[0]:,} cubes), more than {MAX_TABLE_ENTRIES:,} entries: the tensor centres are crowded on one spot"
+        )
+    table = torch.full((num_cells, widest), -1, dtype=torch.int32, device=device)
     table[flat, slot] = tensors.int()
     return table
 

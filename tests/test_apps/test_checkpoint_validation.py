@@ -380,3 +380,25 @@ def test_every_field_with_adam_state_round_trips(kind: str, tmp_path: Path) -> N
     loaded = load_checkpoint(path)
     assert type(loaded.model.field) is FIELDS[kind]
     assert set(loaded.optimizer_state["state"]) == set(optimizer.state_dict()["state"])
+
+
+def test_crowded_trivec_centres_are_refused_before_the_table_is_built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every centre moved onto one spot would list all tensors in every cell there: a table of
+    cells x tensors entries. Such a checkpoint is refused, naming the bound, not allocated."""
+    import fields.strivec.index as index
+
+    model, _ = trained_model(steps=0)
+    field = make_trivec_field()
+    path = tmp_path / CHECKPOINT_NAME
+    save_checkpoint(path, Checkpoint(model.with_field(field)))
+    tensors, header = read(path)
+    for i in range(len(field.scales)):
+        tensors[f"field.scales.{i}.centers"] = torch.zeros(field.scales[i].num_tensors, 3)
+    write(path, tensors, header)
+    limit = max(scale.table.numel() for scale in field.scales)
+    monkeypatch.setattr(index, "MAX_TABLE_ENTRIES", limit)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    assert "field: does not load" in message and "crowded on one spot" in message and f"more than {limit:,} entries" in message

@@ -197,6 +197,30 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_checkpoint(
     assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []  # no temporary file, no lock
 
 
+def _limit_file_size(limit: int):
+    """preexec_fn: writes past `limit` bytes fail (EFBIG), as on a nearly full disk."""
+    import resource
+
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+
+@pytest.mark.parametrize("name", ["orbit.mp4", "orbit.gif", "mesh.ply"])
+def test_an_export_that_does_not_fit_is_one_line_and_leaves_no_file(saved_run: Path, tmp_path: Path, name: str) -> None:
+    """The video writer (ffmpeg, a process of its own) and the mesh writer fail quietly on a full
+    disk: the command must say so, naming the file, and leave neither it nor a partial file."""
+    out = tmp_path / "exports" / name
+    command = ["export-mesh", str(saved_run), "--resolution", "48", "--level", "0.0001"] if name.endswith(".ply") else ["render", str(saved_run), "--orbit", "40"]
+    result = subprocess.run(
+        [sys.executable, "-m", "apps.cli", *command, "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, preexec_fn=_limit_file_size(1024),
+    )
+    err = result.stderr.strip()
+    assert result.returncode == 2, (result.stdout, err)
+    assert err.splitlines()[-1].startswith(f"tensorfields {command[0]}: error: {out}: cannot write"), err
+    assert "Traceback" not in err and "wrote" not in result.stdout
+    assert list(out.parent.iterdir()) == []
+
+
 def test_orphaned_temporary_files_are_removed(run: Path, sphere_scene: Path) -> None:
     orphans = [".checkpoint.safetensors.k2j4_x.tmp", ".config.json.tmp", ".metrics.json.tmp", ".tmpAb3dE9", ".write-test.4242"]
     for name in [*orphans, "notes.tmp", ".tmp-mine"]:
@@ -242,6 +266,29 @@ def test_checkpoint_interval_scales_with_the_run() -> None:
     args = build_parser().parse_args(["train", "--data", "scene", "--out", "run", "--checkpoint-every", "1.5"])
     assert config_from_args(args).checkpoint_every == 1.5
     assert config_from_args(build_parser().parse_args(["train", "--data", "scene", "--out", "run"])).checkpoint_every is None
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_save_like_ctrl_c(stop: signal.Signals, sphere_scene: Path, tmp_path: Path) -> None:
+    """`kill PID` or a closed terminal during training saves the run before it ends (no periodic
+    checkpoint is due), says so in one line, and frees the folder."""
+    out = tmp_path / "run"
+    argv = train_argv(sphere_scene, out, "--checkpoint-every", "100000", iters=1_000_000)
+    process = subprocess.Popen([sys.executable, "-m", "apps.cli", *argv], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stdout:  # the last line before the training loop
+            if " parameters, grid " in line:
+                break
+        time.sleep(1.0)
+        process.send_signal(stop)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 2, err
+    assert err.strip().splitlines()[-1].startswith(f"tensorfields train: error: stopped by {stop.name} at iteration "), err
+    assert "Traceback" not in err
+    assert load_checkpoint(out).train_state["iteration"] > 0
+    assert not (out / ".lock").exists()
 
 
 def test_kill_9_loses_at_most_one_interval(sphere_scene: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

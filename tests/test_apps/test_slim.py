@@ -4,6 +4,7 @@ and the `slim` / `eval --ranks` commands."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -184,6 +185,18 @@ def test_slim_and_eval_ranks_commands(sphere_scene: Path, tmp_path: Path, capsys
     slim_report = tmp_path / "slim.json"
     assert main(["eval", str(slim), "--split", "val", "--json", str(slim_report)]) == 0
     assert json.loads(slim_report.read_text())["psnr"] == pytest.approx(rows[0]["psnr"], abs=0.1)  # float16 costs little
+
+    # a folder holding a run is not replaced without --overwrite (nor is the training run)
+    capsys.readouterr()
+    for out in (slim, run.parent / "run-copy"):
+        if out != slim:
+            shutil.copytree(run, out)
+        before = (out / CHECKPOINT_NAME).read_bytes()
+        assert main(["slim", str(run), "--rank", "2", "--out", str(out)]) == 2
+        assert "holds another run" in capsys.readouterr().err and (out / CHECKPOINT_NAME).read_bytes() == before
+    assert main(["slim", str(run), "--rank", "2", "--out", str(slim), "--overwrite"]) == 0
+    assert "removed the previous run's" in capsys.readouterr().out
+    assert json.loads((slim / "config.json").read_text())["slim"]["rank"] == 2
 
 
 @pytest.mark.parametrize(

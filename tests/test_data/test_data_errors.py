@@ -91,6 +91,46 @@ def test_transform_matrix_not_4x4(tmp_path: Path) -> None:
     assert_scene_error(tmp_path, path, "frame 1", "4x4")
 
 
+@pytest.mark.parametrize(
+    ("rotation", "problem"),
+    [
+        (np.zeros((3, 3)), "all zeros"),
+        (np.diag([1.0, 1.0, 0.0]), "not orthogonal"),
+        (np.array([[1.0, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]), "not orthogonal"),
+        (np.diag([1.0, 1.0, -1.0]), "reflection"),
+    ],
+)
+def test_transform_matrix_not_a_pose(tmp_path: Path, rotation: np.ndarray, problem: str) -> None:
+    path = write_transforms(tmp_path)
+    meta = json.loads(path.read_text())
+    pose = np.eye(4)
+    pose[:3, :3] = rotation
+    meta["frames"][2]["transform_matrix"] = pose.tolist()
+    path.write_text(json.dumps(meta))
+    assert_scene_error(tmp_path, path, "frame 2 (images/2.png)", "not a camera pose", problem)
+
+
+def test_scaled_rotation_is_a_pose(tmp_path: Path) -> None:
+    """Exporters that bake a uniform scale into the rotation block still load, as rotations."""
+    path = write_transforms(tmp_path, aabb=[[-1, -1, -1], [1, 1, 1]], near=0.1, far=5.0)
+    meta = json.loads(path.read_text())
+    meta["frames"][1]["transform_matrix"] = (np.diag([2.0, 2.0, 2.0, 1.0])).tolist()
+    path.write_text(json.dumps(meta))
+    rotations = load_scene(tmp_path).cameras.c2w[:, :3, :3]
+    assert np.allclose(rotations[1] @ rotations[1].T, np.eye(3), atol=1e-6)
+
+
+def test_llff_pose_not_a_pose(tmp_path: Path) -> None:
+    for i in range(3):
+        write_image(tmp_path / f"images/{i}.png")
+    pose = np.concatenate([np.eye(3), np.zeros((3, 1)), np.array([[6.0], [8.0], [10.0]])], axis=1)
+    poses = np.stack([pose.copy() for _ in range(3)])
+    poses[1, :, :3] = 0.0
+    array = np.concatenate([poses.reshape(3, 15), np.tile([1.0, 5.0], (3, 1))], axis=1)
+    np.save(tmp_path / "poses_bounds.npy", array)
+    assert_scene_error(tmp_path, tmp_path / "poses_bounds.npy", "pose 1", "all zeros")
+
+
 def test_inconsistent_image_sizes(tmp_path: Path) -> None:
     write_transforms(tmp_path)
     write_image(tmp_path / "images/1.png", width=10)
