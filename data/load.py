@@ -58,16 +58,20 @@ def load_scene(path: str | Path, downsample: float = 1.0) -> Scene:
     return loader(path, downsample)
 
 
-def prepare_scene(path: str | Path, fps: float = 2.0, matcher: str | None = None, max_size: int | None = None) -> Path:
+def prepare_scene(
+    path: str | Path, fps: float = 2.0, matcher: str | None = None, max_size: int | None = None, out: Path | None = None
+) -> Path:
     """Make `path` loadable by `load_scene`: the path itself when it already is a scene.
 
     A video file becomes a folder of its sharp frames at `fps` (see `video.extract_frames`),
     matched sequentially unless `matcher` says otherwise. A folder of photos (in it or in its
     `images/`) without poses gets them from structure-from-motion (`sfm.run_sfm`), which writes
-    `transforms.json` there, so later calls return at once.
+    `transforms.json` there, so later calls return at once; when that folder cannot be written,
+    into `out` (and a later call finds it there).
 
     Args:
         max_size: long side of the images SfM uses and writes (None: `sfm.DEFAULT_MAX_SIZE`).
+        out: where SfM results go when the photo folder is read-only (None: that is an error).
     Returns:
         the scene folder (or the path unchanged when it is neither; `load_scene` explains why).
     """
@@ -81,7 +85,9 @@ def prepare_scene(path: str | Path, fps: float = 2.0, matcher: str | None = None
         from .sfm import DEFAULT_MAX_SIZE, image_folder, run_sfm  # pycolmap loads only when SfM may run
 
         if list_images(image_folder(path)):
-            run_sfm(path, matcher, max_size or DEFAULT_MAX_SIZE)
+            if out is not None and (out / "transforms.json").is_file():
+                return out  # an earlier run's results for a read-only photo folder
+            return run_sfm(path, matcher, max_size or DEFAULT_MAX_SIZE, out=out).parent
     return path
 
 

@@ -154,7 +154,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 #: CLI's structure-from-motion and video steps (which no normal run of the catalogue prints)
 _PROGRESS = re.compile(
     r"\d+it \[|it/s\]|s/it\]|\d+%\|| frame/s\]|s/frame\]|^HTTP Request: |^structure-from-motion on \d+ images"
-    r"|^wrote .* \(\d+ cameras\) in |^undistorting \d+ images|^using the frames already extracted|: \d+ frames at .* fps into "
+    r"|^SfM \w+: [\d.:]+( s)?$|^wrote .* \(\d+ cameras\) in |^undistorting \d+ images|^using the frames already extracted|: \d+ frames at .* fps into "
 )
 
 

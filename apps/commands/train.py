@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
 from ..training.config import add_flags, config_from_args
 from . import types
@@ -14,6 +15,8 @@ __all__ = ["register", "train_command"]
 MAX_ITERS = 10_000_000
 #: the highest --fps to extract from a video
 MAX_FPS = 240
+#: the run folder's subfolder for the SfM results of a read-only photo folder
+SFM_FOLDER = "sfm"
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -51,5 +54,5 @@ def train_command(args: argparse.Namespace) -> None:
     from ..training import train_run
 
     config = config_from_args(args, data=args.data, out=args.out, iters=args.iters, budget=args.budget)
-    data = str(prepare_scene(args.data, fps=args.fps))
+    data = str(prepare_scene(args.data, fps=args.fps, out=Path(args.out) / SFM_FOLDER))
     train_run(dataclasses.replace(config, data=data), resume=args.resume, overwrite=args.overwrite)

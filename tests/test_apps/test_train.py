@@ -8,14 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import LEGO, requires_lego, small_config
+from conftest import FERN, LEGO, requires_fern, requires_lego, small_config
 
 from apps.runs import load_checkpoint
 from apps.evaluate import evaluate_views
 from apps.training import RunInterrupted, train_run
 from apps.training.schedule import Schedule
 from apps.training import TrainConfig, Trainer
+from apps.training.strategies.tensorf import ndc_ray_box
 from data import load_scene
+from render import camera_rays
 
 
 @requires_lego
@@ -108,3 +110,29 @@ def test_schedule_fits_any_length() -> None:
     assert all(a < b for a, b in zip(counts, counts[1:]))
     assert schedule.lr_scale(1.0, 0.0) == pytest.approx(0.1)
     assert schedule.lr_scale(0.5, 0.5) == pytest.approx(1.0)
+
+
+@requires_fern
+def test_forward_facing_box_holds_every_ray_through_the_shrinks(tmp_path: Path) -> None:
+    """A forward-facing run starts in the box of its training rays and keeps it: shrinking to the
+    occupancy of a cloudy field cut off the image borders that few views see (black wedges)."""
+    scene = load_scene(FERN, downsample=32)
+    trainer = Trainer(small_config(FERN, tmp_path / "run", iters=30, downsample=32), scene)
+    box, voxel = trainer.field.aabb.clone(), trainer.field.voxel_size.clone()
+    assert any(event.startswith("forward-facing: box fitted to the training rays") for event in trainer.start_events)
+    assert (box[1] - box[0] < scene.aabb[1] - scene.aabb[0] - 0.1).any(), "fitted tighter than the LLFF box"
+    events = []
+    while not trainer.done:
+        events += trainer.step()["events"]
+    assert any(event.startswith("box kept") for event in events) and not any(event.startswith("box shrunk") for event in events)
+    assert torch.equal(trainer.field.aabb, box)
+    views = torch.arange(len(scene.cameras.c2w))  # held-out views too
+    xs = torch.tensor([0.5, scene.width - 0.5]).repeat_interleave(2).repeat(len(views))
+    ys = torch.tensor([0.5, scene.height - 0.5]).repeat(2 * len(views))
+    rays = camera_rays(scene.cameras, views.repeat_interleave(4), xs, ys, trainer.ndc)
+    ends = torch.cat([rays.origins, rays.origins + rays.directions * rays.far[:, None]])
+    assert ((ends >= box[0] - 1e-4) & (ends <= box[1] + 1e-4)).all()
+    fitted = ndc_ray_box(scene.cameras, scene.split("train"), trainer.ndc)
+    fitted = torch.stack([torch.maximum(fitted[0], scene.aabb[0]), torch.minimum(fitted[1], scene.aabb[1])])
+    assert (box[0] <= fitted[0] + 1e-4).all() and (box[1] >= fitted[1] - 1e-4).all()
+    assert (fitted[0] - box[0] <= voxel + 1e-4).all() and (box[1] - fitted[1] <= voxel + 1e-4).all()  # snapped to the grid

@@ -12,10 +12,13 @@ import numpy as np
 import pycolmap
 import pytest
 from conftest import FERN, LEGO, requires_fern, requires_lego
-from PIL import Image, ImageFilter
+from PIL import ExifTags, Image, ImageFilter, ImageOps
 
+from apps.bench.sfm import centre_error
 from apps.cli import main
+from apps.commands import colmap as colmap_command
 from data import SceneError, load_scene, prepare_scene
+from data import sfm
 from data.bounds import is_forward_facing, normalize_world
 from data.images import composite, read_image, resize_image
 from data.sfm import run_sfm
@@ -25,24 +28,17 @@ LEGO_VIEWS = 40
 LEGO_SIZE = 400
 
 
-def umeyama(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """The similarity (s, R, t) minimizing |s R source + t - target|^2 (Umeyama 1991), `[N, 3]` each."""
-    mean_s, mean_t = source.mean(0), target.mean(0)
-    cov = (target - mean_t).T @ (source - mean_s) / len(source)
-    u, d, vt = np.linalg.svd(cov)
-    sign = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
-    rotation = u @ sign @ vt
-    scale = np.trace(np.diag(d) @ sign) / ((source - mean_s) ** 2).sum(1).mean()
-    return scale, rotation, mean_t - scale * rotation @ mean_s
-
-
 def frame_names(transforms: Path) -> list[str]:
     return [Path(frame["file_path"]).name for frame in json.loads(transforms.read_text())["frames"]]
 
 
-def write_jpeg(path: Path, seed: int, size: tuple[int, int] = (64, 48)) -> None:
+def write_jpeg(path: Path, seed: int, size: tuple[int, int] = (64, 48), **exif: int | str) -> None:
+    """Noise of `size` (as stored), with EXIF tags given by name (`Orientation=6`, `Model="X"`)."""
     pixels = np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
-    iio.imwrite(path, pixels, extension=".jpg")
+    image, tags = Image.fromarray(pixels), Image.Exif()
+    for name, value in exif.items():
+        tags[getattr(ExifTags.Base, name)] = value
+    image.save(path, format="JPEG", exif=tags)
 
 
 @pytest.fixture(scope="session")
@@ -62,8 +58,10 @@ def lego_sfm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
 
 
 @pytest.fixture(scope="session")
-def fern_sfm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
-    """SfM of fern's 17 images_8 views, plus a file of another size, a corrupt JPEG and a note."""
+def fern_sfm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[str]]:
+    """SfM of fern's 17 images_8 views, plus a file of another size, a corrupt JPEG and a note, in
+    a photo folder that cannot be written (simulated: tests run as root); the photo folder, the
+    fallback folder that holds the results, and the log messages."""
     folder = tmp_path_factory.mktemp("fern_photos")
     for path in sorted((FERN / "images_8").iterdir()):
         shutil.copy(path, folder / path.name)
@@ -71,16 +69,20 @@ def fern_sfm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]
     write_jpeg(folder / "broken.jpg", 0)
     (folder / "broken.jpg").write_bytes((folder / "broken.jpg").read_bytes()[:400])
     (folder / "notes.txt").write_text("not a photo")
+    out = tmp_path_factory.mktemp("fern_run") / "sfm"
     logger = logging.getLogger("data.sfm")
     records: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda record: records.append(record.getMessage())
     logger.addHandler(handler)
+    writable = sfm._writable
     try:
-        run_sfm(folder)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(sfm, "_writable", lambda path: path != folder and writable(path))
+            assert run_sfm(folder, out=out) == out / "transforms.json"
     finally:
         logger.removeHandler(handler)
-    return folder, records
+    return folder, out, records
 
 
 @requires_lego
@@ -90,12 +92,9 @@ def test_sfm_recovers_lego_cameras(lego_sfm: tuple[Path, dict[str, np.ndarray]])
     names = frame_names(folder / "transforms.json")
     assert len(names) >= 0.8 * LEGO_VIEWS, f"only {len(names)} of {LEGO_VIEWS} registered"
     recovered = np.array([frame["transform_matrix"] for frame in meta["frames"]])[:, :3, 3]
-    truth = np.stack([given[name] for name in names])
-    scale, rotation, shift = umeyama(recovered, truth)
-    error = np.linalg.norm(scale * recovered @ rotation.T + shift - truth, axis=1)
-    size = np.linalg.norm(truth - truth.mean(0), axis=1).mean()
-    print(f"lego SfM: {len(names)}/{LEGO_VIEWS} registered, camera centre error RMS {np.sqrt((error**2).mean()) / size:.4%} of the camera radius")
-    assert np.sqrt((error**2).mean()) < 0.03 * size
+    error = centre_error(recovered, np.stack([given[name] for name in names]))
+    print(f"lego SfM: {len(names)}/{LEGO_VIEWS} registered, camera centre error RMS {error:.4%} of the camera spread")
+    assert error < 0.03
     assert meta["forward_facing"] is False
     aabb = np.array(meta["aabb"])
     assert np.all(np.abs(aabb) <= 1.5 + 1e-6) and np.isclose(np.abs(aabb).max(), 1.5)
@@ -113,15 +112,50 @@ def test_second_run_skips_sfm(lego_sfm: tuple[Path, dict[str, np.ndarray]]) -> N
 
 
 @requires_fern
-def test_sfm_fern_is_forward_facing(fern_sfm: tuple[Path, list[str]]) -> None:
-    folder, messages = fern_sfm
+def test_a_later_run_finds_the_fallback_results(fern_sfm: tuple[Path, Path, list[str]]) -> None:
+    """`train --resume` on a read-only photo folder reuses what the first run's SfM left in its
+    run folder (`prepare_scene(..., out=)`), without running SfM again."""
+    folder, out, _ = fern_sfm
+    before = (out / "transforms.json").stat().st_mtime_ns
+    assert prepare_scene(folder, out=out) == out
+    assert (out / "transforms.json").stat().st_mtime_ns == before and not (folder / "transforms.json").exists()
+
+
+@requires_fern
+def test_sfm_fern_is_forward_facing(fern_sfm: tuple[Path, Path, list[str]]) -> None:
+    photos, folder, messages = fern_sfm
     names = frame_names(folder / "transforms.json")
-    assert len(names) >= 15 and "odd_size.png" not in names and "broken.jpg" not in names
+    assert names == sorted(path.name for path in (FERN / "images_8").iterdir())  # all 17 registered
     left_out = next(m for m in messages if "left out" in m)
     assert "odd_size.png (300x200, unlike the 504x378" in left_out and "broken.jpg (cannot read image" in left_out
-    assert json.loads((folder / "transforms.json").read_text())["forward_facing"] is True
+    meta = json.loads((folder / "transforms.json").read_text())
+    assert meta["forward_facing"] is True
+    truth = np.load(FERN / "poses_bounds.npy")[:, :15].reshape(-1, 3, 5)[:, :, 3]
+    recovered = np.array([frame["transform_matrix"] for frame in meta["frames"]])[:, :3, 3]
+    assert centre_error(recovered, truth) < 0.05
+    record = json.loads((folder / "colmap" / sfm.RECORD).read_text())
+    assert record["threads"] == sfm.default_threads() and record["registered"] == 17
+    assert set(record["seconds"]) == {"photos", "features", "matching", "mapping", "undistortion", "total"}
     scene = load_scene(folder)
     assert scene.ndc and scene.ndc_near == 1.0 and scene.ndc_focal == pytest.approx(scene.cameras.fx[0].item())
+
+
+@requires_fern
+def test_read_only_photos_go_to_the_fallback_folder(fern_sfm: tuple[Path, Path, list[str]]) -> None:
+    photos, folder, messages = fern_sfm
+    assert not (photos / "transforms.json").exists() and not (photos / "colmap").exists()
+    assert f"{photos} cannot be written: the SfM results go to {folder}" in messages
+
+
+def test_read_only_photos_without_a_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for seed in range(3):
+        write_jpeg(tmp_path / f"{seed}.jpg", seed)
+    monkeypatch.setattr(sfm, "_writable", lambda path: False)
+    with pytest.raises(SceneError, match="cannot write transforms.json and colmap/ here") as info:
+        run_sfm(tmp_path)
+    assert info.value.path == str(tmp_path)
+    with pytest.raises(SceneError, match="neither the photo folder nor this folder can be written"):
+        run_sfm(tmp_path, out=tmp_path / "out")
 
 
 @requires_lego
@@ -181,6 +215,44 @@ def test_mixed_sizes(tmp_path: Path) -> None:
         write_jpeg(tmp_path / f"{seed}.jpg", seed, size)
     with pytest.raises(SceneError, match=r"2 usable images of 3.*left out: 0\.jpg \(64x48, unlike the 80x60 of most images\)"):
         run_sfm(tmp_path)
+
+
+def test_mixed_orientation_is_left_out(tmp_path: Path) -> None:
+    write_jpeg(tmp_path / "a.jpg", 0)
+    write_jpeg(tmp_path / "b.jpg", 1)
+    write_jpeg(tmp_path / "c.jpg", 2, Orientation=6)  # stored landscape, shown portrait
+    with pytest.raises(SceneError, match=r"2 usable images of 3.*c\.jpg \(portrait, unlike most images; a scene takes photos of one orientation\)"):
+        run_sfm(tmp_path)
+
+
+def test_two_cameras_are_left_out(tmp_path: Path) -> None:
+    write_jpeg(tmp_path / "a.jpg", 0, Make="Canon", Model="X1")
+    write_jpeg(tmp_path / "b.jpg", 1, Make="Canon", Model="X1")
+    write_jpeg(tmp_path / "c.jpg", 2, Make="Apple", Model="iPhone")
+    with pytest.raises(SceneError, match=r"c\.jpg \(taken with Apple iPhone, unlike the Canon X1 of most images; SfM here estimates one camera\)"):
+        run_sfm(tmp_path)
+
+
+def test_exif_orientation_is_honoured(tmp_path: Path) -> None:
+    for seed in range(3):
+        write_jpeg(tmp_path / f"{seed}.jpg", seed, Orientation=6)
+    with pytest.raises(SceneError, match="only 0 of 3 images registered"):  # noise: nothing matches
+        run_sfm(tmp_path)
+    copy = np.asarray(Image.open(tmp_path / "colmap" / "images" / "0.jpg"), dtype=float)
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "0.jpg")), dtype=float)
+    assert copy.shape == upright.shape == (64, 48, 3) and np.abs(copy - upright).mean() < 8  # JPEG again
+
+
+def test_colmap_flags_match_sfm() -> None:
+    assert colmap_command.MATCHERS == sfm.MATCHERS and colmap_command.MAPPERS == sfm.MAPPERS
+    assert colmap_command.DEFAULT_MAX_SIZE == sfm.DEFAULT_MAX_SIZE
+    assert (colmap_command.EXHAUSTIVE_MAX_IMAGES, colmap_command.MAX_DEFAULT_THREADS) == (sfm.EXHAUSTIVE_MAX_IMAGES, sfm.MAX_DEFAULT_THREADS)
+
+
+def test_loop_closing_pairs() -> None:
+    names = [f"{i:02d}.jpg" for i in range(30)]
+    assert sfm._loop_pairs(names, 3) == [(names[a], names[b]) for a, b in [(0, 27), (0, 28), (0, 29), (1, 28), (1, 29), (2, 29)]]
+    assert sfm._loop_pairs(names[:4], 3) == []  # sequential matching already pairs them all
 
 
 def test_unregistered_majority_stops_with_advice(tmp_path: Path) -> None:

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from data import Scene
+from data import Cameras, Scene
 from fields import Regularized, Upsampleable
 from fields.tensorf import resolution_for_voxels
-from render import OccupancyGrid
+from render import NDC, OccupancyGrid, camera_rays
 
 from ..config import TrainConfig
 from ..schedule import Schedule
@@ -23,7 +23,7 @@ from .base import Strategy
 if TYPE_CHECKING:
     from ..trainer import Trainer
 
-__all__ = ["TensoRFSchedule", "default_grid", "regularization_weights"]
+__all__ = ["TensoRFSchedule", "default_grid", "ndc_ray_box", "regularization_weights"]
 
 
 def default_grid(scene: Scene) -> tuple[int, int]:
@@ -38,6 +38,30 @@ def regularization_weights(ndc: bool, shrunk: bool) -> dict[str, float]:
     if ndc:
         return {"l1": 0.0, "tv_density": 1.0, "tv_appearance": 1.0}
     return {"l1": 4e-5 if shrunk else 8e-5, "tv_density": 0.0, "tv_appearance": 0.0}
+
+
+#: margin of the forward-facing box around the training rays, as a fraction of its extent
+#: (held-out views lie between the training ones, but not exactly inside their rays)
+RAY_BOX_MARGIN = 0.05
+
+
+def ndc_ray_box(cameras: Cameras, views: torch.Tensor, ndc: NDC) -> torch.Tensor:
+    """The box `[2, 3]` (NDC) that the rays of cameras `views` pass through, widened in x and y by
+    `RAY_BOX_MARGIN`; z spans the whole [-1, 1]. NDC maps rays to segments and an image to a
+    quadrilateral at each depth, so the rays of the image corners bound all of them."""
+    corners_x = torch.tensor([0.5, cameras.width - 0.5]).repeat_interleave(2).repeat(len(views)).to(cameras.c2w.device)
+    corners_y = torch.tensor([0.5, cameras.height - 0.5]).repeat(2 * len(views)).to(cameras.c2w.device)
+    rays = camera_rays(cameras, views.to(cameras.c2w.device).repeat_interleave(4), corners_x, corners_y, ndc)
+    ends = torch.cat([rays.origins, rays.origins + rays.directions * rays.far[:, None]])
+    low, high = ends.min(0).values, ends.max(0).values
+    margin = RAY_BOX_MARGIN * (high - low)
+    low, high = low - margin, high + margin
+    low[2], high[2] = -1.0, 1.0
+    return torch.stack([low, high]).float()
+
+
+def _rounded(box: torch.Tensor) -> list[float]:
+    return [round(v, 3) for v in box.flatten().tolist()]
 
 
 class TensoRFSchedule(Strategy):
@@ -63,7 +87,13 @@ class TensoRFSchedule(Strategy):
 
     def on_start(self, trainer: Trainer, resumed: bool) -> list[str]:
         self._set_regularization(trainer)
-        return []
+        if resumed or trainer.ndc is None or not isinstance(trainer.field, Upsampleable):
+            return []
+        box = ndc_ray_box(trainer.cameras, trainer.scene.split("train"), trainer.ndc)
+        target = torch.stack([torch.maximum(box[0], trainer.field.aabb[0]), torch.minimum(box[1], trainer.field.aabb[1])])
+        trainer.restructure(lambda field: field.shrink(target))
+        self._new_grid(trainer)
+        return [f"forward-facing: box fitted to the training rays, {_rounded(trainer.field.aabb)}, kept for the run"]
 
     def on_field_replaced(self, trainer: Trainer) -> None:
         self._set_regularization(trainer)
@@ -106,8 +136,13 @@ class TensoRFSchedule(Strategy):
 
     def _shrink(self, trainer: Trainer) -> str:
         """Shrink the box to the occupied region of a freshly updated grid; the new grid inherits
-        the old one's running density."""
+        the old one's running density. A forward-facing scene keeps the box of its training rays
+        (`on_start`): every pixel sees a surface somewhere in it, and the occupancy of a field
+        still cloudy at the edges that few views see cut those edges off for good (black
+        wedges along the image borders)."""
         trainer.update_grid()
+        if trainer.ndc is not None:
+            return "box kept: a forward-facing scene keeps the box of its training rays"
         box = trainer.grid.occupied_box()
         self.shrunk = True
         self._set_regularization(trainer)
@@ -119,11 +154,15 @@ class TensoRFSchedule(Strategy):
         notes = "".join(f"; {note}" for note in trainer.broadcast("after_shrink"))
         if torch.equal(trainer.field.aabb, before):
             return "box unchanged: the occupied region fills it" + notes
+        self._new_grid(trainer)
+        return f"box shrunk to {_rounded(trainer.field.aabb)}, resolution {trainer.field.resolution}" + notes
+
+    def _new_grid(self, trainer: Trainer) -> None:
+        """An occupancy grid over the field's (new) box, inheriting the old grid's running density."""
         grid = OccupancyGrid(trainer.field.aabb, self.config.occupancy_resolution).to(trainer.device)
         grid.inherit(trainer.grid)
         trainer.model.grid = grid
         trainer.update_grid(step_size=trainer.step_size())
-        return f"box shrunk to {[round(v, 3) for v in trainer.field.aabb.flatten().tolist()]}, resolution {trainer.field.resolution}" + notes
 
     def _upsample(self, trainer: Trainer) -> str:
         """Upsample to the voxel size of the last milestone passed (`upsamples_done` of them).
