@@ -44,6 +44,8 @@ class Field(nn.Module):
 
     Subclasses implement `density` and `radiance` (or a fused `query`), `config`, and may add
     regularizers and capabilities. `aabb` is a buffer, `[2, 3]` (min, max) in world units.
+    `code` selects per-image appearance codes (`fields.appearance`): it may change the colour,
+    never the density; fields without codes ignore it.
     """
 
     #: registry name used in checkpoints and on the command line ("vm", "cp", ...)
@@ -57,13 +59,14 @@ class Field(nn.Module):
         """Volume density sigma >= 0 (per world unit) at world points `x [N, 3]` -> `[N]`."""
         raise NotImplementedError
 
-    def radiance(self, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        """RGB in [0, 1] at points `x [N, 3]` seen along unit directions `d [N, 3]` -> `[N, 3]`."""
+    def radiance(self, x: torch.Tensor, d: torch.Tensor, code: torch.Tensor | None = None) -> torch.Tensor:
+        """RGB in [0, 1] at points `x [N, 3]` seen along unit directions `d [N, 3]` -> `[N, 3]`,
+        with appearance `code` (image indices `[N]`, codes `[N, E]`, or None: the mean code)."""
         raise NotImplementedError
 
-    def query(self, x: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def query(self, x: torch.Tensor, d: torch.Tensor, code: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Density `[N]` and RGB `[N, 3]` at once. Fields may fuse the two."""
-        return self.density(x), self.radiance(x, d)
+        return self.density(x), self.radiance(x, d, code)
 
     def regularization(self) -> dict[str, torch.Tensor]:
         """The field's own losses (L1, TV, ...), already weighted. Empty by default."""

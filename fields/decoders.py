@@ -22,13 +22,16 @@ def positional_encoding(values: torch.Tensor, num_freqs: int) -> torch.Tensor:
 
 
 class MLPDecoder(nn.Module):
-    """TensoRF's `MLPRender_Fea`: [f, d, PE(f), PE(d)] -> 128 -> 128 -> RGB (sigmoid)."""
+    """TensoRF's `MLPRender_Fea`: [f, d, PE(f), PE(d)] -> 128 -> 128 -> RGB (sigmoid), with a
+    per-image appearance code of `code_dim` appended to the input when `code_dim > 0`
+    (NeRF-W's and nerfacto's appearance embedding)."""
 
-    def __init__(self, in_features: int, feature_pe: int = 2, view_pe: int = 2, hidden: int = 128) -> None:
+    def __init__(self, in_features: int, feature_pe: int = 2, view_pe: int = 2, hidden: int = 128, code_dim: int = 0) -> None:
         super().__init__()
         self.feature_pe = feature_pe
         self.view_pe = view_pe
-        in_dim = in_features + 3 + 2 * feature_pe * in_features + 2 * view_pe * 3
+        self.code_dim = code_dim
+        in_dim = in_features + 3 + 2 * feature_pe * in_features + 2 * view_pe * 3 + code_dim
         self.mlp = nn.Sequential(
             nn.Linear(in_dim, hidden),
             nn.ReLU(inplace=True),
@@ -38,13 +41,18 @@ class MLPDecoder(nn.Module):
         )
         nn.init.constant_(self.mlp[-1].bias, 0.0)
 
-    def forward(self, features: torch.Tensor, viewdirs: torch.Tensor) -> torch.Tensor:
-        """features `[N, F]`, unit viewdirs `[N, 3]` -> RGB `[N, 3]` in [0, 1]."""
+    def forward(self, features: torch.Tensor, viewdirs: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
+        """features `[N, F]`, unit viewdirs `[N, 3]` and, with `code_dim`, appearance codes
+        `[N, code_dim]` -> RGB `[N, 3]` in [0, 1]."""
         parts = [features, viewdirs]
         if self.feature_pe > 0:
             parts.append(positional_encoding(features, self.feature_pe))
         if self.view_pe > 0:
             parts.append(positional_encoding(viewdirs, self.view_pe))
+        if self.code_dim > 0:
+            if codes is None:
+                raise ValueError(f"this decoder takes appearance codes of width {self.code_dim}")
+            parts.append(codes)
         return torch.sigmoid(self.mlp(torch.cat(parts, dim=-1)))
 
 
@@ -87,12 +95,15 @@ class SHDecoder(nn.Module):
         return ((coeffs * sh_basis(viewdirs)[:, None, :]).sum(-1) + 0.5).clamp(0.0, 1.0)
 
 
-def make_decoder(kind: str, in_features: int, pe: int = 2) -> nn.Module:
+def make_decoder(kind: str, in_features: int, pe: int = 2, code_dim: int = 0) -> nn.Module:
     """Build a decoder by name: "mlp" (TensoRF's MLP_Fea with `pe` frequencies for features and
-    view directions) or "sh" (needs 27 features)."""
+    view directions, and appearance codes of `code_dim` when above 0) or "sh" (needs 27
+    features; its colour is the SH coefficients themselves, so it takes no appearance codes)."""
     if kind == "mlp":
-        return MLPDecoder(in_features, feature_pe=pe, view_pe=pe)
+        return MLPDecoder(in_features, feature_pe=pe, view_pe=pe, code_dim=code_dim)
     if kind == "sh":
+        if code_dim > 0:
+            raise ValueError("the SH decoder takes no appearance codes: use --decoder mlp with --appearance on")
         if in_features != SHDecoder.in_features:
             raise ValueError(f"the SH decoder needs {SHDecoder.in_features} appearance features, got {in_features}")
         return SHDecoder()

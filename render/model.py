@@ -47,9 +47,12 @@ class Model(nn.Module):
         """Inference rendering of `rays` in depth segments (see `render.render_rays_progressive`)."""
         return render_rays_progressive(self.field, self.grid, rays, settings or self.settings)
 
-    def render_image(self, cameras: Cameras, index: int, settings: RenderSettings | None = None) -> dict[str, torch.Tensor]:
-        """Camera `index` of `cameras` as "rgb" `[H, W, 3]`, "opacity" `[H, W]`, "depth" `[H, W]`."""
-        return render_image(self.field, self.grid, cameras, index, settings or self.settings)
+    def render_image(
+        self, cameras: Cameras, index: int, settings: RenderSettings | None = None, code: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Camera `index` of `cameras` as "rgb" `[H, W, 3]`, "opacity" `[H, W]`, "depth" `[H, W]`,
+        with the appearance `code [E]` (None: the field's mean code; see `fields.appearance`)."""
+        return render_image(self.field, self.grid, cameras, index, settings or self.settings, code=code)
 
     def with_field(self, field: Field) -> "Model":
         """A model of `field` with this model's grid and (a copy of its) settings."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -26,21 +26,32 @@ class NDC:
 @dataclass
 class Rays:
     """A batch of rays: origins `[R, 3]`, unit directions `[R, 3]` (also what the decoder sees
-    as view direction), and far `[R]`, the distance at which each ray ends (infinite for
-    ordinary rays; the end of the NDC frustum for NDC rays)."""
+    as view direction), far `[R]`, the distance at which each ray ends (infinite for ordinary
+    rays; the end of the NDC frustum for NDC rays), and code, the appearance code that colours
+    each ray (`fields.appearance`): training-image indices `[R]` int64, codes `[R, E]`, or None
+    for the mean code."""
 
     origins: torch.Tensor
     directions: torch.Tensor
     far: torch.Tensor
+    code: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.origins.shape[0]
 
     def __getitem__(self, index: slice | torch.Tensor) -> "Rays":
-        return Rays(self.origins[index], self.directions[index], self.far[index])
+        code = None if self.code is None else self.code[index]
+        return Rays(self.origins[index], self.directions[index], self.far[index], code)
 
 
-def camera_rays(cameras: Cameras, camera_indices: torch.Tensor, x: torch.Tensor, y: torch.Tensor, ndc: NDC | None = None) -> Rays:
+def camera_rays(
+    cameras: Cameras,
+    camera_indices: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    ndc: NDC | None = None,
+    code: torch.Tensor | None = None,
+) -> Rays:
     """Rays through pixel positions.
 
     Args:
@@ -48,6 +59,7 @@ def camera_rays(cameras: Cameras, camera_indices: torch.Tensor, x: torch.Tensor,
         camera_indices: `[R]` int64 index of each ray's camera.
         x, y: `[R]` pixel coordinates (pixel centres at integer + 0.5).
         ndc: warp the rays to NDC when given.
+        code: the rays' appearance code (see `Rays.code`; None: the mean code).
     """
     fx, fy = cameras.fx[camera_indices], cameras.fy[camera_indices]
     cx, cy = cameras.cx[camera_indices], cameras.cy[camera_indices]
@@ -56,8 +68,8 @@ def camera_rays(cameras: Cameras, camera_indices: torch.Tensor, x: torch.Tensor,
     directions = torch.einsum("rij,rj->ri", c2w[:, :3, :3], local)
     origins = c2w[:, :3, 3].contiguous()
     if ndc is not None:
-        return ndc_rays(origins, directions, ndc)
-    return Rays(origins, F.normalize(directions, dim=-1), torch.full_like(x, float("inf")))
+        return replace(ndc_rays(origins, directions, ndc), code=code)
+    return Rays(origins, F.normalize(directions, dim=-1), torch.full_like(x, float("inf")), code)
 
 
 def image_rays(cameras: Cameras, index: int, ndc: NDC | None = None) -> Rays:

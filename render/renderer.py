@@ -165,8 +165,9 @@ def _shade(
     A density pass without gradients gives every sample's weight; samples behind an opaque
     surface (transmittance below `early_stop_eps`, counting `prefix [R]`, the transmittance
     before these samples) are dropped, and colour is queried only where the weight exceeds
-    `weight_threshold` (elsewhere it cannot matter; TensoRF does the same). With gradients
-    enabled the density of the kept samples is evaluated again, with autograd.
+    `weight_threshold` (elsewhere it cannot matter; TensoRF does the same), with each ray's
+    appearance code (`Rays.code`). With gradients enabled the density of the kept samples is
+    evaluated again, with autograd.
 
     Returns:
         rgb `[R, 3]`, opacity `[R]`, depth `[R]` of these samples alone, and the sample count.
@@ -187,7 +188,10 @@ def _shade(
     coloured = needs_colour.nonzero().squeeze(1)
     rgbs = positions.new_zeros(positions.shape)
     if coloured.numel() > 0:
-        radiance = field.radiance(positions[coloured], rays.directions[ray_indices[coloured]])
+        coloured_rays = ray_indices[coloured]
+        x, d = positions[coloured], rays.directions[coloured_rays]
+        # rays without codes call `radiance(x, d)`, which every field takes
+        radiance = field.radiance(x, d) if rays.code is None else field.radiance(x, d, rays.code[coloured_rays])
         rgbs = rgbs.index_copy(0, coloured, radiance)
     rgb, opacity, depth, _ = composite(sigmas, rgbs, t_starts, t_ends, ray_indices, packed_info)
     return rgb, opacity, depth, int(ray_indices.numel())
@@ -210,14 +214,23 @@ def _positions(rays: Rays, ray_indices: torch.Tensor, t_starts: torch.Tensor, t_
 
 @torch.no_grad()
 def render_image(
-    field: Field, grid: OccupancyGrid, cameras: Cameras, index: int, settings: RenderSettings, chunk: int = 1 << 14
+    field: Field,
+    grid: OccupancyGrid,
+    cameras: Cameras,
+    index: int,
+    settings: RenderSettings,
+    chunk: int = 1 << 14,
+    code: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Render one camera's full image in ray chunks.
+    """Render one camera's full image in ray chunks, every ray with the appearance `code`
+    (`[E]`, e.g. one fitted to this view; None: the mean code).
 
     Returns:
         "rgb" `[H, W, 3]`, "opacity" `[H, W]`, "depth" `[H, W]`.
     """
     rays = image_rays(cameras, index, settings.ndc)
+    if code is not None:
+        rays.code = code.expand(len(rays), -1)
     outputs = [render_rays_progressive(field, grid, rays[start : start + chunk], settings) for start in range(0, len(rays), chunk)]
     shape = (cameras.height, cameras.width)
     return {

@@ -223,6 +223,20 @@ def trained_model(steps: int = 3) -> tuple[Any, torch.optim.Adam]:
     return Model(field, grid, settings), optimizer
 
 
+def coded_model(codes: int = 3) -> Any:
+    """A small VM model whose field has `codes` appearance codes, drawn at random (so each image
+    looks visibly different), its grid updated from the density."""
+    from fields import VMField
+    from render import Model, OccupancyGrid, RenderSettings
+
+    field = VMField(UNIT_BOX, [12, 10, 8], density_components=2, appearance_components=4, init_scale=0.5, density_shift=-2.0, distance_scale=5.0, appearance_codes=codes)
+    with torch.no_grad():
+        field.codes.weight.normal_(0.0, 2.0)
+    grid = OccupancyGrid(field.aabb, 8)
+    grid.update(field.density, step_size=0.05, alpha_threshold=0.01, generator=torch.Generator().manual_seed(0))
+    return Model(field, grid, RenderSettings(step_size=0.05, near=0.1, far=8.0))
+
+
 def small_config(data: Path, out: Path, **overrides: Any) -> Any:
     """A short training run on a small scene (40 iterations, small grids)."""
     from apps.training import TrainConfig

@@ -1,20 +1,29 @@
 """`tensorfields bench train`: train for a wall-clock budget and track held-out PSNR over time
-(optionally against the same run on the pure-torch reference path)."""
+(optionally against the same run on the pure-torch reference path, or on training images whose
+colours are jittered per image, for appearance codes)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from cuda_ext import reference_forced, status
+from data import Scene, load_scene
 
 from ..evaluate import evaluate_views, evenly_spaced
 from ..training import Trainer, add_flags, config_from_args, train_run
 
-__all__ = ["add_arguments", "bench_train", "time_to_psnr"]
+__all__ = ["add_arguments", "bench_train", "time_to_psnr", "jitter_appearance", "APPEARANCE_JITTER"]
+
+#: kornia `ColorJitter` ranges of `--jitter-appearance`: exposure x0.7..1.3, saturation x0.8..1.2,
+#: hue (a white-balance tint) within 0.03 of a turn
+APPEARANCE_JITTER = {"brightness": 0.3, "saturation": 0.2, "hue": 0.03}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +41,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="held-out views per intermediate evaluation (default: 10)",
     )
     parser.add_argument("--compare-reference", action="store_true", help="repeat the run on the pure-torch reference path and compare it/s")
+    parser.add_argument(
+        "--jitter-appearance",
+        type=types.non_negative_int(2**32 - 1),
+        default=None,
+        metavar="SEED",
+        help="change each training image's brightness, saturation and hue at random (kornia's ColorJitter, this "
+        "seed; the object only where the scene has alpha); held-out images stay as they are",
+    )
+
 
 def time_to_psnr(curve: list[list[float]], target: float) -> float | None:
     """First training time (s) at which the curve `[[seconds, psnr], ...]` reaches `target`."""
@@ -65,6 +83,27 @@ def bench_train(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def jitter_appearance(scene: Scene, seed: int) -> Scene:
+    """`scene` with every training image's colours changed at random, as photos change with
+    exposure and white balance: kornia's `ColorJitter` with `APPEARANCE_JITTER`, its draws fixed
+    by `seed`. Where the scene has alpha, only the object changes (`a J(rgb) + (1 - a) rgb`): a
+    synthetic background is no part of what the camera saw. Held-out images stay as they are."""
+    import kornia.augmentation
+
+    jitter = kornia.augmentation.ColorJitter(**APPEARANCE_JITTER, p=1.0)
+    images = scene.images.clone()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for index in scene.split("train").tolist():
+            rgb = images[index].permute(2, 0, 1)[None].float() / 255.0
+            changed = jitter(rgb)
+            if scene.alpha is not None:
+                alpha = scene.alpha[index].float()[None, None] / 255.0
+                changed = alpha * changed + (1.0 - alpha) * rgb
+            images[index] = (changed[0].permute(1, 2, 0).clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
+    return dataclasses.replace(scene, images=images)
+
+
 def _budget_run(args: argparse.Namespace, out: str) -> dict[str, Any]:
     """One budget run of `bench_train` into `out`; its results (see `bench_train`)."""
     every = float("inf") if args.checkpoint_every is None else args.checkpoint_every  # no saves in the timing unless asked
@@ -81,7 +120,10 @@ def _budget_run(args: argparse.Namespace, out: str) -> dict[str, Any]:
         print(f"  t={trainer.state.train_seconds:6.1f}s  it={trainer.state.iteration:5d}  held-out PSNR {result['psnr']:.2f} dB", flush=True)
         next_eval[0] = trainer.state.train_seconds + args.eval_every
 
-    metrics = train_run(config, overwrite=True, on_step=evaluate_on_schedule, final_eval_views=None)
+    scene = None
+    if args.jitter_appearance is not None:
+        scene = jitter_appearance(load_scene(config.data, config.downsample), args.jitter_appearance)
+    metrics = train_run(config, overwrite=True, scene=scene, on_step=evaluate_on_schedule, final_eval_views=None)
     curve.append([round(metrics["train_seconds"], 2), round(metrics["psnr"], 3)])
     return {
         "field": args.field,
@@ -92,6 +134,8 @@ def _budget_run(args: argparse.Namespace, out: str) -> dict[str, Any]:
         "final_psnr": metrics["psnr"],
         "final_ssim": metrics["ssim"],
         "num_views": metrics["num_views"],
+        "appearance": metrics["appearance"],
+        "jitter_appearance": None if args.jitter_appearance is None else {"seed": args.jitter_appearance, **APPEARANCE_JITTER},
         "curve": curve,
         "time_to_psnr": {str(t): time_to_psnr(curve, t) for t in (25.0, 28.0, 30.0, 31.0, 32.0)},
         "iterations": metrics["iterations"],

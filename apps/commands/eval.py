@@ -1,4 +1,6 @@
-"""`tensorfields eval`: PSNR / SSIM of a run on held-out views, or per rank with `--ranks`."""
+"""`tensorfields eval`: PSNR / SSIM of a run on held-out views, or per rank with `--ranks`; a run
+with appearance codes renders them with the mean code or, with `--appearance fit-left-half`, with
+a code fitted to each view's left half, scored on its right half (NeRF-W's protocol)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,10 @@ from pathlib import Path
 
 from . import types
 
-__all__ = ["register", "eval_command"]
+__all__ = ["register", "eval_command", "APPEARANCE_CHOICES"]
+
+#: `evaluate.APPEARANCE_MODES`'s keys (named here so the parser needs no torch)
+APPEARANCE_CHOICES = ["mean", "fit-left-half"]
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -27,6 +32,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         default=None,
         help="score the field slimmed to each of these ranks, e.g. 1,2,4,8,16 (PSNR, SSIM, checkpoint size)",
     )
+    evaluate.add_argument(
+        "--appearance",
+        default="mean",
+        choices=APPEARANCE_CHOICES,
+        help="runs with appearance codes: colour held-out views with the training images' mean code (default), or "
+        "fit a code on each view's left half with the field frozen and score the right half (NeRF-W's protocol)",
+    )
     evaluate.set_defaults(func=eval_command)
 
 
@@ -34,6 +46,7 @@ def eval_command(args: argparse.Namespace) -> dict:
     from data import load_scene
 
     from ..evaluate import evaluate_ranks, evaluate_views, parse_ranks, rank_table, slimmable_field
+    from ..evaluate.appearance import check_appearance_mode
     from ..runs import load_checkpoint, load_run_config
 
     run_config = load_run_config(args.run)
@@ -41,6 +54,7 @@ def eval_command(args: argparse.Namespace) -> dict:
     data = args.data or run_config["train"]["data"]
     downsample = args.downsample if args.downsample is not None else run_config["train"]["downsample"]
     ranks = parse_ranks(args.ranks) if args.ranks else None
+    check_appearance_mode(checkpoint.model, args.appearance)  # before loading the scene
     if ranks:
         try:
             slimmable_field(checkpoint, args.run, ranks)  # check before loading the scene
@@ -55,9 +69,13 @@ def eval_command(args: argparse.Namespace) -> dict:
             Path(args.json).write_text(json.dumps({"ranks": rows, "split": split, "data": str(data)}, indent=2) + "\n")
         return {"ranks": rows}
     renders = Path(args.renders) if args.renders else None
-    result = evaluate_views(checkpoint.model, scene, scene.split(split), renders)
+    result = evaluate_views(checkpoint.model, scene, scene.split(split), renders, appearance=args.appearance)
     width, height = result["resolution"]
-    print(f"{args.run}: PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.4f}  ({result['num_views']} {split} views at {width}x{height})")
+    colour = "" if result["appearance"] == "none" else f", appearance: {result['appearance']}"
+    print(
+        f"{args.run}: PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.4f}  "
+        f"({result['num_views']} {split} views at {width}x{height}{colour})"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps({**result, "split": split, "data": str(data)}, indent=2) + "\n")
     return result

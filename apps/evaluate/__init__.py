@@ -1,11 +1,16 @@
 """Scoring a model on held-out views: PSNR / SSIM (`metrics.py`), rendered views (`views.py`),
-per-rank scores of slimmable fields (`ranks.py`)."""
+the appearance codes of held-out views (`appearance.py`), per-rank scores of slimmable fields
+(`ranks.py`)."""
 
+from .appearance import APPEARANCE_MODES, appearance_protocol, fit_code
 from .metrics import psnr, ssim
 from .ranks import evaluate_ranks, parse_ranks, rank_table, slimmable_field
 from .views import evaluate_views, evenly_spaced, normalized_depth, to_uint8
 
 __all__ = [
+    "APPEARANCE_MODES",
+    "appearance_protocol",
+    "fit_code",
     "psnr",
     "ssim",
     "evaluate_views",

@@ -11,6 +11,7 @@ import torch
 from data import Scene
 from render import Model
 
+from .appearance import appearance_protocol, check_appearance_mode, fit_code
 from .metrics import psnr, ssim
 
 __all__ = ["evaluate_views", "evenly_spaced", "to_uint8"]
@@ -35,21 +36,32 @@ def evaluate_views(
     indices: torch.Tensor,
     render_dir: Path | None = None,
     with_ssim: bool = True,
+    appearance: str = "mean",
 ) -> dict[str, Any]:
     """Render the views `indices` of `scene` with `model` and compare them with its images.
 
+    A field with appearance codes renders each view with the mean code (`appearance` "mean"),
+    or with a code fitted to the view's left half, scoring the right half ("fit-left-half",
+    NeRF-W's protocol; see `evaluate.appearance`).
+
     Returns:
         {"psnr": mean PSNR over views, "ssim": mean SSIM (None when skipped), "num_views",
-        "resolution": [W, H], "per_view": [{"index", "psnr", "ssim"}]}. With `render_dir`,
-        each render is written there as `<index>.png` beside its depth as `<index>_depth.png`.
+        "resolution": [W, H], "appearance": how views were coloured ("mean code", "fitted on the
+        left half, scored on the right half" or "none"), "per_view": [{"index", "psnr", "ssim"}]}.
+        With `render_dir`, each render is written there as `<index>.png` beside its depth as
+        `<index>_depth.png`.
     """
+    check_appearance_mode(model, appearance)
     device = model.device
     cameras = scene.cameras.to(device)
+    scored = slice(scene.width // 2, None) if appearance == "fit-left-half" else slice(None)
     per_view = []
     for index in indices.tolist():
-        rendered = model.render_image(cameras, index)
         target = scene.images[index].to(device).float() / 255.0
-        entry = {"index": index, "psnr": psnr(rendered["rgb"], target), "ssim": ssim(rendered["rgb"], target) if with_ssim else None}
+        code = fit_code(model, cameras, index, target, seed=index) if appearance == "fit-left-half" else None
+        rendered = model.render_image(cameras, index, code=code)
+        rgb, target = rendered["rgb"][:, scored], target[:, scored]
+        entry = {"index": index, "psnr": psnr(rgb, target), "ssim": ssim(rgb, target) if with_ssim else None}
         per_view.append(entry)
         if render_dir is not None:
             render_dir.mkdir(parents=True, exist_ok=True)
@@ -61,6 +73,7 @@ def evaluate_views(
         "ssim": sum(v["ssim"] for v in per_view) / max(count, 1) if with_ssim else None,
         "num_views": count,
         "resolution": [scene.width, scene.height],
+        "appearance": appearance_protocol(model, appearance),
         "per_view": per_view,
     }
 

@@ -15,11 +15,18 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..commands import types as flag_types
 
-__all__ = ["TrainConfig", "flag", "add_flags", "config_from_args"]
+if TYPE_CHECKING:
+    from data import Scene
+
+__all__ = ["TrainConfig", "flag", "add_flags", "config_from_args", "uses_appearance_codes", "PHOTO_KINDS"]
+
+#: scene kinds whose images are photos (a COLMAP project; a transforms.json, as photo folders and
+#: videos become after SfM, unless its images have alpha: then they are renders)
+PHOTO_KINDS = ("colmap", "nerfstudio")
 
 
 def flag(
@@ -54,6 +61,7 @@ class TrainConfig:
     slimmable: train with SlimmeRF's rank incrementation (`strategies.RankIncrementation`) so that
         the field renders well at every rank; upsilon, eta: its thresholds (None: SlimmeRF's
         defaults for the kind of scene).
+    appearance: "on", "off" or "auto", per-image appearance codes (see `uses_appearance_codes`).
     """
 
     data: str = dataclasses.field(
@@ -121,6 +129,15 @@ class TrainConfig:
     decoder: str | None = dataclasses.field(
         default=None, metadata=flag("appearance decoder (default: TensoRF's MLP)", choices=["mlp", "sh"])
     )
+    appearance: str = dataclasses.field(
+        default="auto",
+        metadata=flag(
+            "per-image appearance codes for the MLP decoder, which explain exposure and white-balance changes "
+            "between photos (auto: on for photo folders, videos and COLMAP projects, off for Blender, LLFF "
+            "and scenes with alpha masks, and with --decoder sh)",
+            choices=["auto", "on", "off"],
+        ),
+    )
     checkpoint_every: float | None = dataclasses.field(
         default=None,
         metadata=flag(
@@ -183,4 +200,15 @@ def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
         raise ValueError(
             f"--grid-init {config.grid_init} is above --grid-final {config.grid_final}: the grid only grows during training"
         )
+    if config.appearance == "on" and config.decoder == "sh":
+        raise ValueError("--appearance on needs the MLP decoder: the SH decoder (--decoder sh) cannot take appearance codes")
     return config
+
+
+def uses_appearance_codes(config: TrainConfig, scene: Scene) -> bool:
+    """Whether a run of `config` on `scene` trains per-image appearance codes: `--appearance on`
+    or off, or for auto, whether the scene's images are photos (`PHOTO_KINDS`, without alpha
+    masks) and the decoder is the MLP."""
+    if config.appearance != "auto":
+        return config.appearance == "on"
+    return config.decoder != "sh" and scene.kind in PHOTO_KINDS and scene.alpha is None

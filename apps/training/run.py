@@ -16,6 +16,7 @@ from tqdm import tqdm
 import cuda_ext
 from data import Scene, load_scene, scene_summary
 from fields import Slimmable
+from fields.appearance import codes_of
 
 from ..evaluate import evaluate_views, evenly_spaced
 from ..runs import CHECKPOINT_NAME, claim_run_folder, write_json, writing
@@ -128,7 +129,9 @@ def _train(
         log(f"resumed at iteration {trainer.state.iteration} ({trainer.progress:.0%} of the run)")
     for event in trainer.start_events:
         log(event)
-    log(f"{trainer.field.name}: {trainer.field.num_parameters():,} parameters, grid {trainer.field.resolution}")
+    codes = codes_of(trainer.field)
+    with_codes = "" if codes is None else f", appearance codes for {codes.weight.shape[0]} training images"
+    log(f"{trainer.field.name}: {trainer.field.num_parameters():,} parameters, grid {trainer.field.resolution}{with_codes}")
     total = config.iters if config.budget is None else None
     bar = tqdm(total=total, initial=trainer.state.iteration, unit="it", dynamic_ncols=True, disable=None)
     last_save = time.perf_counter()
@@ -169,6 +172,7 @@ def _train(
         "num_views": result["num_views"],
         "held_out_views": int(len(held_out)),
         "resolution": result["resolution"],
+        "appearance": result["appearance"],
         "iterations": trainer.state.iteration,
         "train_seconds": round(trainer.state.train_seconds, 2),
         "num_parameters": trainer.field.num_parameters(),

@@ -19,11 +19,12 @@ import torch
 
 from data import RayBatcher, Scene
 from fields import Field, field_class, render_step_size
+from fields.appearance import codes_of
 from render import NDC, Model, OccupancyGrid, RenderSettings, camera_rays
 
 from ..runs import CHECKPOINT_NAME, Checkpoint, load_checkpoint, save_checkpoint, scene_info, write_json, writing
 from . import optim
-from .config import TrainConfig
+from .config import TrainConfig, uses_appearance_codes
 from .strategies import Strategy, strategies_for
 
 __all__ = ["Trainer", "TrainingDiverged", "LoopState"]
@@ -46,7 +47,10 @@ class Trainer:
 
     Call `step()` repeatedly (or `training.train_run`); `progress` runs from 0 to 1 over
     `config.iters` iterations or `config.budget` seconds of training time, and drives the
-    strategies. `model` is the field with its occupancy grid and render settings.
+    strategies. `model` is the field with its occupancy grid and render settings. With
+    appearance codes (`config.appearance`), new fields get `appearance_codes`, one per training
+    image in the order of the scene's "train" split, and each training ray is coloured by its
+    image's code (0 codes: none).
     """
 
     def __init__(self, config: TrainConfig, scene: Scene, resume: bool = False) -> None:
@@ -60,6 +64,8 @@ class Trainer:
         self.cameras = scene.cameras.to(self.device)
         self.ndc = NDC(scene.ndc_focal, scene.width, scene.height, scene.ndc_near) if scene.ndc else None
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.appearance_codes = len(scene.split("train")) if uses_appearance_codes(config, scene) else 0
+        self.code_of_image = _code_indices(scene.split("train"), len(scene.images)).to(self.device)
         self.state = LoopState()
         self.strategies: list[Strategy] = strategies_for(config, scene)
         self._shrink_requested = False
@@ -92,8 +98,9 @@ class Trainer:
 
     def _make_field(self) -> Field:
         """The first strategy's starting field (a coarse stage), else the configured field's
-        `from_scene` with the strategies' overrides (grid size) and `--decoder`."""
-        overrides: dict[str, Any] = {"decoder": self.config.decoder}
+        `from_scene` with the strategies' overrides (grid size), `--decoder` and, with
+        `--appearance`, a code per training image."""
+        overrides: dict[str, Any] = {"decoder": self.config.decoder, "appearance_codes": self.appearance_codes}
         for strategy in self.strategies:
             overrides.update(strategy.field_overrides(self))
         for strategy in self.strategies:
@@ -174,7 +181,8 @@ class Trainer:
         rays/s, samples per ray and the events of this step."""
         start = time.perf_counter()
         batch = self.batcher.next()
-        rays = camera_rays(self.cameras, batch.camera_indices, batch.x, batch.y, self.ndc)
+        code = self.code_of_image[batch.camera_indices] if codes_of(self.field) is not None else None
+        rays = camera_rays(self.cameras, batch.camera_indices, batch.x, batch.y, self.ndc, code)
         output = self.model(rays, self._batch_settings(), jitter=True, generator=self.generator)
         mse = torch.mean((output.rgb - batch.rgb) ** 2)
         loss = mse + sum(self.field.regularization().values(), mse.new_zeros(()))
@@ -253,3 +261,11 @@ class Trainer:
             with writing(target, kept):
                 write()
         return path
+
+
+def _code_indices(train: torch.Tensor, num_images: int) -> torch.Tensor:
+    """Each scene image's appearance-code index, `[num_images]` int64: its position in the
+    "train" split `train [T]` (-1 for held-out images, which have no code)."""
+    codes = torch.full((num_images,), -1, dtype=torch.long)
+    codes[train.cpu()] = torch.arange(len(train))
+    return codes

@@ -25,10 +25,10 @@ from torch import nn
 
 from cuda_ext import trivec_neighbors, trivec_sample
 
+from ..appearance import APPEARANCE_CODE_DIM
 from ..base import Field, SceneBox
-from ..decoders import make_decoder
 from ..factors import resize_line
-from ..head import FeatureHead
+from ..head import FeatureHead, head_state_shapes
 from ..slimming import RankOrdered, active_components
 from ..tensorf.grid import LR_FACTORS, LR_NETWORK, resolution_for_voxels
 from .index import (
@@ -171,7 +171,8 @@ class TriVecField(RankOrdered, FeatureHead, Field):
         half_sizes, spacings: per scale, world units; default: Strivec's 0.3 / 0.15 / 0.075 and
             0.4 / 0.2 / 0.1 for a box whose longest side is 3.0, scaled to `aabb`.
         density_components, appearance_components: components per scale (a number: every scale).
-        appearance_dim, decoder, decoder_pe: appearance basis width and decoder, as VM.
+        appearance_dim, decoder, decoder_pe, appearance_codes, appearance_code_dim: appearance
+            basis width, decoder and per-image appearance codes, as VM.
         density_shift, distance_scale: sigma = distance_scale * softplus(feature + density_shift).
         neighbors: K, the covering tensors mixed per scale.
         init_scale: standard deviation of the initial line values.
@@ -208,6 +209,8 @@ class TriVecField(RankOrdered, FeatureHead, Field):
         neighbors: int = 4,
         init_scale: float = 0.2,
         active_rank: int | None = None,
+        appearance_codes: int = 0,
+        appearance_code_dim: int = APPEARANCE_CODE_DIM,
     ) -> None:
         super().__init__()
         self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32).reshape(2, 3).clone())
@@ -230,7 +233,7 @@ class TriVecField(RankOrdered, FeatureHead, Field):
             TriVecScale(n, h, s, length, rd, ra, appearance_dim, init_scale)
             for n, h, s, length, rd, ra in zip(counts, half, step, lengths, density, appearance)
         )
-        self._init_head(appearance_dim, decoder, decoder_pe, density_shift, distance_scale)
+        self._init_head(appearance_dim, decoder, decoder_pe, density_shift, distance_scale, appearance_codes, appearance_code_dim)
         self._init_ranks(max(density), active_rank)
         if centers is not None:
             self._place(centers)
@@ -260,8 +263,8 @@ class TriVecField(RankOrdered, FeatureHead, Field):
     def state_shapes(cls, cfg: dict[str, Any]) -> dict[str, tuple[int, ...]]:
         """The shapes of `from_config(cfg).state_dict()` for a saved config (`num_tensors` and
         `lengths` per scale, as `config()` writes them), without allocating the field: the
-        constructor reads the box's size, so the shapes are counted here (the decoder is built on
-        the meta device)."""
+        constructor reads the box's size, so the shapes are counted here (the decoder's and the
+        codes' by `head_state_shapes`)."""
         scales = cfg.get("scales", 3)
         if not isinstance(scales, int) or scales < 1:
             raise ValueError(f"scales must be a positive integer, got {scales!r}")
@@ -272,16 +275,13 @@ class TriVecField(RankOrdered, FeatureHead, Field):
         density = [int(v) for v in _per_scale("density_components", cfg.get("density_components"), scales, _default_density(scales))]
         appearance = [int(v) for v in _per_scale("appearance_components", cfg.get("appearance_components", 48), scales, [])]
         appearance_dim = int(cfg.get("appearance_dim", 27))
-        with torch.device("meta"):
-            decoder = make_decoder(cfg.get("decoder", "mlp"), appearance_dim, cfg.get("decoder_pe", 2))
         shapes: dict[str, tuple[int, ...]] = {"aabb": (2, 3)}
         for i, (count, length, rd, ra) in enumerate(zip(counts, lengths, density, appearance)):
             shapes[f"scales.{i}.density_lines"] = (count, 3, rd, length)
             shapes[f"scales.{i}.app_lines"] = (count, 3, ra, length)
             shapes[f"scales.{i}.centers"] = (count, 3)
             shapes[f"scales.{i}.basis.weight"] = (appearance_dim, ra)
-        shapes.update({f"decoder.{name}": tuple(value.shape) for name, value in decoder.state_dict().items()})
-        return shapes
+        return {**shapes, **head_state_shapes(cfg)}
 
     # --- placement and lookup -----------------------------------------------------------
     @torch.no_grad()
@@ -348,13 +348,13 @@ class TriVecField(RankOrdered, FeatureHead, Field):
         """Decoder input at world points `[N, 3]` -> `[N, appearance_dim]`."""
         return self._appearance(self._slots(x))
 
-    def radiance(self, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.appearance_features(x), d)
+    def radiance(self, x: torch.Tensor, d: torch.Tensor, code: torch.Tensor | None = None) -> torch.Tensor:
+        return self._decode(self.appearance_features(x), d, code)
 
-    def query(self, x: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def query(self, x: torch.Tensor, d: torch.Tensor, code: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Density `[N]` and RGB `[N, 3]`, finding the covering tensors once."""
         slots = self._slots(x)
-        return self._sigma(x, slots), self.decoder(self._appearance(slots), d)
+        return self._sigma(x, slots), self._decode(self._appearance(slots), d, code)
 
     def regularization(self) -> dict[str, torch.Tensor]:
         """"l1" on the density lines, every line of a component above the active rank scaled by
@@ -368,10 +368,12 @@ class TriVecField(RankOrdered, FeatureHead, Field):
         return {}
 
     def param_groups(self) -> list[dict[str, Any]]:
-        """TensoRF's groups and rates: "factors" (the lines) at 0.02, "network" (bases, decoder) at 1e-3."""
+        """TensoRF's groups and rates: "factors" (the lines) at 0.02, "network" (bases, decoder) at
+        1e-3, and "codes" (the appearance codes, if any)."""
         return [
             {"name": "factors", "params": self.factor_parameters(), "lr": LR_FACTORS},
             {"name": "network", "params": [s.basis.weight for s in self.scales] + list(self.decoder.parameters()), "lr": LR_NETWORK},
+            *self._codes_groups(),
         ]
 
     @classmethod

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..appearance import APPEARANCE_CODE_DIM
 from ..base import Field, SceneBox
 from ..factors import total_variation
 from ..head import FeatureHead
@@ -44,6 +45,8 @@ class TensorGridField(RankOrdered, FeatureHead, Field):
             meaning: per plane-line pair for VM, total for CP).
         appearance_dim: width of the appearance feature after the basis matrix (27 for SH).
         decoder: "mlp" or "sh"; decoder_pe: positional-encoding frequencies of the MLP's inputs.
+        appearance_codes: per-image appearance codes for the MLP (0: none; see `fields.appearance`),
+            appearance_code_dim: their width.
         density_shift, distance_scale: sigma = distance_scale * softplus(feature + density_shift).
         active_rank: render with this many of the rank-ordered components (None: all of them).
     """
@@ -60,6 +63,8 @@ class TensorGridField(RankOrdered, FeatureHead, Field):
         density_shift: float = -10.0,
         distance_scale: float = 25.0,
         active_rank: int | None = None,
+        appearance_codes: int = 0,
+        appearance_code_dim: int = APPEARANCE_CODE_DIM,
     ) -> None:
         super().__init__()
         self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32).reshape(2, 3).clone())
@@ -69,7 +74,7 @@ class TensorGridField(RankOrdered, FeatureHead, Field):
         self.reg_weights = {"l1": 0.0, "tv_density": 0.0, "tv_appearance": 0.0}
         self._build_factors()
         self.basis = nn.Linear(self._appearance_width(), appearance_dim, bias=False)
-        self._init_head(appearance_dim, decoder, decoder_pe, density_shift, distance_scale)
+        self._init_head(appearance_dim, decoder, decoder_pe, density_shift, distance_scale, appearance_codes, appearance_code_dim)
         self._init_ranks(max(self._density_groups()), active_rank)
 
     # --- subclass hooks -----------------------------------------------------------------
@@ -133,8 +138,8 @@ class TensorGridField(RankOrdered, FeatureHead, Field):
         """Decoder input at world points `[N, 3]` -> `[N, appearance_dim]`."""
         return (self.basis.weight @ self._appearance_feature(self.normalize(x))).t()
 
-    def radiance(self, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.appearance_features(x), d)
+    def radiance(self, x: torch.Tensor, d: torch.Tensor, code: torch.Tensor | None = None) -> torch.Tensor:
+        return self._decode(self.appearance_features(x), d, code)
 
     def regularization(self) -> dict[str, torch.Tensor]:
         losses: dict[str, torch.Tensor] = {}
@@ -150,10 +155,12 @@ class TensorGridField(RankOrdered, FeatureHead, Field):
         return losses
 
     def param_groups(self) -> list[dict[str, Any]]:
-        """TensoRF's groups: "factors" at 0.02, "network" (basis matrix and decoder) at 1e-3."""
+        """TensoRF's groups: "factors" at 0.02, "network" (basis matrix and decoder) at 1e-3, and
+        "codes" (the appearance codes, if any; `fields.appearance.LR_CODES`)."""
         return [
             {"name": "factors", "params": self.factor_parameters(), "lr": LR_FACTORS},
             {"name": "network", "params": list(self.basis.parameters()) + list(self.decoder.parameters()), "lr": LR_NETWORK},
+            *self._codes_groups(),
         ]
 
     @classmethod

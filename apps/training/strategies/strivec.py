@@ -46,12 +46,14 @@ class StrivecPlacement(Strategy):
         self.upsamples_done = 0
 
     def _field_kwargs(self, trainer: Trainer) -> dict[str, Any]:
-        return self.field_cls.scene_kwargs(trainer.scene, trainer.gpu, decoder=self.config.decoder)
+        return self.field_cls.scene_kwargs(
+            trainer.scene, trainer.gpu, decoder=self.config.decoder, appearance_codes=trainer.appearance_codes
+        )
 
     def make_field(self, trainer: Trainer, overrides: dict[str, Any]) -> Field | None:
         """The coarse VM, with the decoder the placed field will take over."""
         kwargs = self._field_kwargs(trainer)
-        head = {key: kwargs[key] for key in ("decoder", "decoder_pe") if key in kwargs}
+        head = {key: kwargs[key] for key in ("decoder", "decoder_pe", "appearance_codes") if key in kwargs}
         return VMField.from_scene(trainer.scene, trainer.gpu, resolution=overrides.get("resolution"), **head)
 
     def on_start(self, trainer: Trainer, resumed: bool) -> list[str]:
@@ -72,11 +74,14 @@ class StrivecPlacement(Strategy):
 
     def _place(self, trainer: Trainer) -> str:
         """End of the coarse stage: build the field where the grid is occupied, take over the
-        VM's decoder (and its optimizer state), fade the grid, distill the VM into the field."""
+        VM's decoder and appearance codes (and their optimizer state), fade the grid, distill the
+        VM into the field."""
         coarse, grid = trainer.field, trainer.grid
         placed = self.field_cls.from_occupancy(grid.occupied, grid.aabb, **self._field_kwargs(trainer)).to(trainer.device)
         placed.decoder.load_state_dict(coarse.decoder.state_dict())
-        trainer.replace_field(placed, keep=lambda name: name.startswith("decoder."))
+        if placed.codes is not None:
+            placed.codes.load_state_dict(coarse.codes.state_dict())
+        trainer.replace_field(placed, keep=lambda name: name.startswith(("decoder.", "codes.")))
         self.placed = True
         grid.fade(trainer.step_size(), self.config.occupancy_threshold, FADE_UPDATES)
         trainer.broadcast("on_field_replaced")
