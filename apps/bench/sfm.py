@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["add_arguments", "bench_sfm", "centre_error", "umeyama"]
+__all__ = ["add_arguments", "bench_sfm", "centre_error", "lego_photos", "umeyama", "LEGO_SIZE"]
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 SCENES = ("sculpture", "fern", "lego")
@@ -58,7 +58,7 @@ def bench_sfm(args: argparse.Namespace) -> list[dict[str, Any]]:
     if "fern" in args.scenes:
         cases.append(("fern", lambda scratch: _fern(data / "fern", scratch)))
     if "lego" in args.scenes:
-        cases += [(f"lego-{n}", lambda scratch, n=n: _lego(data / "lego", scratch, n)) for n in args.lego_views]
+        cases += [(f"lego-{n}", lambda scratch, n=n: lego_photos(data / "lego", scratch, n)) for n in args.lego_views]
     results = [_run(name, photos, args) for name, photos in cases]
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
@@ -135,8 +135,9 @@ def _fern(scene: Path, scratch: Path) -> dict[str, np.ndarray]:
     return dict(zip((path.name for path in photos), _llff_centres(scene / "poses_bounds.npy")))
 
 
-def _lego(scene: Path, scratch: Path, views: int) -> dict[str, np.ndarray]:
-    """The first `views` training views, composited on white and downsampled to 400x400."""
+def lego_photos(scene: Path, scratch: Path, views: int) -> dict[str, np.ndarray]:
+    """The first `views` training views of the Blender scene `scene`, composited on white and
+    downsampled to `LEGO_SIZE`, written into `scratch` as photos; their camera centres by name."""
     from data.images import composite, read_image, resize_image
     import imageio.v3 as iio
 

@@ -14,18 +14,16 @@ import pytest
 from conftest import FERN, LEGO, requires_fern, requires_lego
 from PIL import ExifTags, Image, ImageFilter, ImageOps
 
-from apps.bench.sfm import centre_error
+from apps.bench.sfm import LEGO_SIZE, centre_error, lego_photos
 from apps.cli import main
 from apps.commands import colmap as colmap_command
 from data import SceneError, load_scene, prepare_scene
 from data import sfm
 from data.bounds import is_forward_facing, normalize_world
-from data.images import composite, read_image, resize_image
 from data.sfm import run_sfm
 from data.video import extract_frames
 
 LEGO_VIEWS = 40
-LEGO_SIZE = 400
 
 
 def frame_names(transforms: Path) -> list[str]:
@@ -47,12 +45,7 @@ def lego_sfm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     converged to a wrong, self-consistent model); the folder and the given
     camera centres by file name."""
     folder = tmp_path_factory.mktemp("lego_photos")
-    centres = {}
-    for frame in json.loads((LEGO / "transforms_train.json").read_text())["frames"][:LEGO_VIEWS]:
-        source = LEGO / f"{frame['file_path']}.png"
-        image = resize_image(composite(read_image(source), (1.0, 1.0, 1.0)), (LEGO_SIZE, LEGO_SIZE))
-        iio.imwrite(folder / source.name, image)
-        centres[source.name] = np.array(frame["transform_matrix"])[:3, 3]
+    centres = lego_photos(LEGO, folder, LEGO_VIEWS)
     run_sfm(folder)
     return folder, centres
 
