@@ -56,13 +56,15 @@ def march_rays(
     jitter: torch.Tensor | None = None,
     cone_angle: float = 0.0,
     max_step: float = math.inf,
+    contracted: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Occupancy-grid marching; same contract as `reference.march_rays`.
 
     Args:
         rays_o, rays_d: `[R, 3]` float32; t_min, t_max: `[R]` float32; occupied: `[X, Y, Z]` bool;
         aabb: `[2, 3]` float32 (any device); step_size > 0; jitter: optional `[R]` float32 in [0, 1);
-        cone_angle >= 0 (0: fixed steps); max_step >= step_size (longest cone step).
+        cone_angle >= 0 (0: fixed steps); max_step >= step_size (longest cone step); contracted:
+        `occupied` and `aabb` are in mip-NeRF 360's contracted space (`reference.contract`).
     Returns:
         ray_indices `[S]` int64, t_starts `[S]`, t_ends `[S]`, packed_info `[R, 2]` int64.
     """
@@ -83,12 +85,16 @@ def march_rays(
         raise ValueError(f"max_step ({max_step}) must be >= step_size ({step_size})")
     module = kernels_for(device)
     if module is None:
-        return reference.march_rays(rays_o, rays_d, t_min, t_max, occupied, aabb.to(device), step_size, jitter, cone_angle, max_step)
+        return reference.march_rays(
+            rays_o, rays_d, t_min, t_max, occupied, aabb.to(device), step_size, jitter, cone_angle, max_step, contracted
+        )
     if jitter is None:
         jitter = torch.zeros_like(t_min)
     max_step = min(float(max_step), torch.finfo(torch.float32).max)
     return tuple(
-        module.march_rays(rays_o, rays_d, t_min, t_max, occupied, aabb, float(step_size), float(cone_angle), max_step, jitter)
+        module.march_rays(
+            rays_o, rays_d, t_min, t_max, occupied, aabb, float(step_size), float(cone_angle), max_step, bool(contracted), jitter
+        )
     )
 
 

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 
 __all__ = [
     "ray_aabb_intersect",
+    "contract",
+    "contraction_stretch",
     "march_rays",
     "packed_info_from_counts",
     "render_transmittance",
@@ -55,6 +57,36 @@ def ray_aabb_intersect(
     return t_min, t_max, t_max > t_min
 
 
+def _sqrt(values: torch.Tensor) -> torch.Tensor:
+    """Correctly rounded square root (as C++'s sqrtf; torch's vectorized float32 sqrt is off by
+    an ulp for about 0.6% of inputs, and marching accumulates such differences): computed in
+    float64 and rounded once."""
+    return torch.sqrt(values.double()).to(values.dtype) if values.dtype == torch.float32 else torch.sqrt(values)
+
+
+def contract(points: torch.Tensor) -> torch.Tensor:
+    """mip-NeRF 360's scene contraction of `points [..., 3]`: the unit ball stays as it is, a point
+    at |x| > 1 goes to (2 - 1 / |x|) x / |x|, so all of space fits in the ball of radius 2 (the
+    unit sphere maps to itself, infinity to the sphere of radius 2). Differentiable."""
+    squared = (points * points).sum(-1, keepdim=True)
+    radius = _sqrt(squared.clamp(min=1.0))  # 1 inside the ball: no division by 0, a gradient of 0
+    return torch.where(squared <= 1.0, points, points * ((2.0 - 1.0 / radius) / radius))
+
+
+def contraction_stretch(points: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """How much longer a ray step from `points [..., 3]` (uncontracted) along unit `directions
+    [..., 3]` is than the step it makes in contracted space (1 / |J d|, J the Jacobian of
+    `contract`), `[...]`: 1 inside the unit ball; outside, |x|^2 / sqrt(cos^2 + sin^2 (2|x| - 1)^2)
+    with cos between x and d (|x|^2 going straight out, about |x| / 2 going across)."""
+    squared = (points * points).sum(-1)
+    radius = _sqrt(squared.clamp(min=1.0))
+    cos_angle = (points * directions).sum(-1) / radius
+    sin2 = torch.clamp(1.0 - cos_angle * cos_angle, min=0.0)
+    across = 2.0 * radius - 1.0
+    stretch = squared / _sqrt(cos_angle * cos_angle + sin2 * across * across)
+    return torch.where(squared <= 1.0, torch.ones_like(squared), stretch)
+
+
 def packed_info_from_counts(counts: torch.Tensor) -> torch.Tensor:
     """(first sample, count) per ray `[R, 2]` int64 from per-ray sample counts `[R]`."""
     counts = counts.long()
@@ -73,6 +105,7 @@ def march_rays(
     jitter: torch.Tensor | None = None,
     cone_angle: float = 0.0,
     max_step: float = float("inf"),
+    contracted: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Samples along each ray, kept only where their midpoint is in an occupied cell.
 
@@ -80,6 +113,10 @@ def march_rays(
     with j_r = jitter[r] in [0, 1) (0 without jitter). Cone stepping (cone_angle > 0, as
     instant-ngp): a step starting at t is clamp(t * cone_angle, step_size, max_step) long, and the
     first starts at t_min + j_r times its length. Samples whose midpoint passes t_max are dropped.
+    Contracted (unbounded scenes): the grid spans contracted space (`contract`), a sample's cell is
+    that of its contracted midpoint, and every step (fixed or cone) is stretched by
+    `contraction_stretch` at its start, so steps stay about step_size long in contracted space
+    (and a ray reaches infinity in a few hundred steps).
 
     Args:
         rays_o, rays_d: `[R, 3]`, unit directions.
@@ -89,11 +126,12 @@ def march_rays(
         step_size: distance between samples (the shortest step with cone stepping).
         jitter: optional `[R]` offsets in [0, 1).
         cone_angle, max_step: cone stepping (0: fixed steps).
+        contracted: `aabb` and `occupied` are in contracted space.
     Returns:
         ray_indices `[S]` int64, t_starts `[S]`, t_ends `[S]`, packed_info `[R, 2]` int64.
     """
-    if cone_angle > 0:
-        return _march_cone(rays_o, rays_d, t_min, t_max, occupied, aabb, step_size, jitter, cone_angle, max_step)
+    if cone_angle > 0 or contracted:
+        return _march_steps(rays_o, rays_d, t_min, t_max, occupied, aabb, step_size, jitter, cone_angle, max_step, contracted)
     num_rays = rays_o.shape[0]
     span = (t_max - t_min).clamp(min=0.0)
     counts = torch.ceil(span / step_size).long()
@@ -114,7 +152,7 @@ def march_rays(
     return ray_indices, t_starts, t_starts + step_size, packed_info_from_counts(kept_counts)
 
 
-def _march_cone(
+def _march_steps(
     rays_o: torch.Tensor,
     rays_d: torch.Tensor,
     t_min: torch.Tensor,
@@ -125,22 +163,29 @@ def _march_cone(
     jitter: torch.Tensor | None,
     cone_angle: float,
     max_step: float,
+    contracted: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Cone stepping for `march_rays`: one step of every unfinished ray per loop iteration."""
+    """Cone stepping and contracted marching for `march_rays`: one step of every unfinished ray
+    per loop iteration."""
 
-    def step_at(t: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(torch.clamp(t * cone_angle, min=step_size), max=max_step)
+    def step_at(rays: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        dt = torch.clamp(torch.clamp(t * cone_angle, min=step_size), max=max_step)
+        if contracted:
+            dt = dt * contraction_stretch(rays_o[rays] + rays_d[rays] * t[:, None], rays_d[rays])
+        return dt
 
-    t = t_min + (jitter * step_at(t_min) if jitter is not None else torch.zeros_like(t_min))
-    active = torch.arange(rays_o.shape[0], device=rays_o.device)
+    everything = torch.arange(rays_o.shape[0], device=rays_o.device)
+    t = t_min + (jitter * step_at(everything, t_min) if jitter is not None else torch.zeros_like(t_min))
+    active = everything
     rays, starts, ends = [], [], []
     while active.numel() > 0:
         t_start = t[active]
-        dt = step_at(t_start)
+        dt = step_at(active, t_start)
         t_mid = t_start + 0.5 * dt
         going = t_mid < t_max[active]
         active, t_start, dt, t_mid = active[going], t_start[going], dt[going], t_mid[going]
-        occupied_here = _occupied_at(rays_o[active] + rays_d[active] * t_mid[:, None], occupied, aabb)
+        midpoints = rays_o[active] + rays_d[active] * t_mid[:, None]
+        occupied_here = _occupied_at(contract(midpoints) if contracted else midpoints, occupied, aabb)
         rays.append(active[occupied_here])
         starts.append(t_start[occupied_here])
         ends.append((t_start + dt)[occupied_here])

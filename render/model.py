@@ -11,6 +11,7 @@ from torch import nn
 from data.cameras import Cameras
 from fields.base import Field
 
+from .contraction import contract
 from .occupancy import OccupancyGrid
 from .rays import Rays
 from .renderer import RenderOutput, RenderSettings, render_image, render_rays, render_rays_progressive
@@ -53,6 +54,22 @@ class Model(nn.Module):
         """Camera `index` of `cameras` as "rgb" `[H, W, 3]`, "opacity" `[H, W]`, "depth" `[H, W]`,
         with the appearance `code [E]` (None: the field's mean code; see `fields.appearance`)."""
         return render_image(self.field, self.grid, cameras, index, settings or self.settings, code=code)
+
+    @property
+    def world_scale(self) -> float:
+        """World units per unit of distance along the rays the field is marched on (the
+        contraction's radius; 1 without): density per world unit is the field's over this."""
+        contraction = self.settings.contraction
+        return 1.0 if contraction is None else contraction.radius
+
+    def field_points(self, points: torch.Tensor) -> torch.Tensor:
+        """World points `[N, 3]` where the field takes them: as they are, or contracted in the
+        foreground ball's frame for unbounded scenes."""
+        contraction = self.settings.contraction
+        if contraction is None:
+            return points
+        center = torch.tensor(contraction.center, dtype=points.dtype, device=points.device)
+        return contract((points - center) / contraction.radius)
 
     def with_field(self, field: Field) -> "Model":
         """A model of `field` with this model's grid and (a copy of its) settings."""

@@ -15,6 +15,8 @@ from torch import nn
 
 from cuda_ext import update_occupancy
 
+from .contraction import contracted_stretch
+
 
 __all__ = ["OccupancyGrid"]
 
@@ -68,6 +70,7 @@ class OccupancyGrid(nn.Module):
         fraction: float = 1.0,
         chunk: int = 1 << 18,
         generator: torch.Generator | None = None,
+        contracted: bool = False,
     ) -> None:
         """Re-evaluate density in (a `fraction` of) the cells at jittered points.
 
@@ -78,6 +81,9 @@ class OccupancyGrid(nn.Module):
         `alpha_threshold`, i.e. density_ema > -log(1 - alpha_threshold) / step_size, or, while
         the field is still faint everywhere (early in training), when its density is above the
         grid's mean (as nerfacc does), which keeps the cells that the images ask to fill.
+        A `contracted` grid spans contracted space, where a march step is longer than
+        `step_size` by up to `contracted_stretch`: a cell far out is occupied by a density that
+        much fainter (the faint-field rule compares the densities as they are).
         """
         num_cells = self.density_ema.numel()
         device = self.density_ema.device
@@ -91,7 +97,13 @@ class OccupancyGrid(nn.Module):
             [density_fn(self.cell_centers(part, jitter=True, generator=generator)) for part in cells.split(chunk)]
         )
         update_occupancy(self.density_ema, cells, densities, decay)
-        threshold = min(-math.log(1.0 - alpha_threshold) / step_size, self.density_ema.mean().item())
+        opaque = -math.log(1.0 - alpha_threshold) / step_size
+        faint = self.density_ema.mean().item()
+        if contracted:
+            stretch = contracted_stretch(self.cell_centers(torch.arange(num_cells, device=device), jitter=False))
+            threshold = torch.clamp(opaque / stretch, max=faint)
+        else:
+            threshold = min(opaque, faint)
         self.occupied.copy_((self.density_ema > threshold).view(self.resolution))
 
     @torch.no_grad()

@@ -17,6 +17,7 @@ from cuda_ext import composite, march_rays, packed_info_from_counts, ray_aabb_in
 from data.cameras import Cameras
 from fields.base import Field
 
+from .contraction import Contraction, contract
 from .occupancy import OccupancyGrid
 from .rays import NDC, Rays, image_rays
 
@@ -34,6 +35,9 @@ class RenderSettings:
     ndc: the NDC warp of forward-facing scenes, or None.
     cone_angle: 0 for fixed steps; > 0 for instant-ngp's cone stepping, where a step at distance t
         is t * cone_angle long (at least step_size, at most one occupancy cell), for large scenes.
+    contraction: the foreground ball of an unbounded scene (`render.contraction`), or None. Rays
+        are then rendered in the ball's frame, the field and the grid live in contracted space,
+        step_size is a length there (the ball's radius is 1), near and far stay in world units.
     """
 
     step_size: float
@@ -44,6 +48,7 @@ class RenderSettings:
     weight_threshold: float = 1e-4
     ndc: NDC | None = None
     cone_angle: float = 0.0
+    contraction: Contraction | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,6 +58,8 @@ class RenderSettings:
         values = dict(values)
         if values.get("ndc") is not None:
             values["ndc"] = NDC(**values["ndc"])
+        if values.get("contraction") is not None:
+            values["contraction"] = Contraction(**values["contraction"])
         return cls(**values)
 
 
@@ -76,54 +83,132 @@ def render_rays(
     Samples come from marching the occupancy grid at `settings.step_size` (offset by a random
     fraction of a step per ray with `jitter`); see `_shade` for pruning and compositing.
     """
-    device = rays.origins.device
+    rays, depth_scale = _in_frame(rays, settings)
     t_min, t_max = _ray_segment(grid, rays, settings)
-    offsets = torch.rand(len(rays), generator=generator, device=device) if jitter else None
+    offsets = torch.rand(len(rays), generator=generator, device=rays.origins.device) if jitter else None
     ray_indices, t_starts, t_ends, packed_info = _march(grid, rays, t_min, t_max, settings, offsets)
     rgb, opacity, depth, num_samples = _shade(field, rays, ray_indices, t_starts, t_ends, packed_info, settings)
-    return RenderOutput(_with_background(rgb, opacity, settings), opacity, depth, num_samples)
+    return RenderOutput(_with_background(rgb, opacity, settings), opacity, depth * depth_scale, num_samples)
 
 
 @torch.no_grad()
 def render_rays_progressive(
     field: Field, grid: OccupancyGrid, rays: Rays, settings: RenderSettings, segment_steps: int = 32
 ) -> RenderOutput:
-    """Inference rendering that marches in depth segments of `segment_steps` steps and stops
-    each ray once its transmittance falls below `settings.early_stop_eps`, so samples behind
-    surfaces are never generated or queried. Gives the same image as `render_rays` without
-    jitter (the samples lie on the same grid of steps). Cone stepping marches in one segment
-    (its steps depend on where a segment starts). 32 steps a segment rendered a 256x256 lego
-    frame in 0.89 s against 1.02 s with 64 and 1.09 s with 128 (`tensorfields bench render`).
+    """Inference rendering that shades each ray in segments of `segment_steps` steps and stops
+    it once its transmittance falls below `settings.early_stop_eps`, so samples behind surfaces
+    are never queried. Gives the same image as `render_rays` without jitter (the samples lie on
+    the same steps). With fixed steps each segment is marched when it is reached, so samples
+    behind surfaces are not even generated; cone stepping and contracted marching (whose steps
+    depend on where a march starts) march each ray once and shade its samples in segments.
+    32 steps a segment rendered a 256x256 lego frame in 0.89 s against 1.02 s with 64 and
+    1.09 s with 128 (`tensorfields bench render`).
     """
-    if settings.cone_angle > 0:
-        segment_steps = 1 << 40
+    rays, depth_scale = _in_frame(rays, settings)
     t_min, t_max = _ray_segment(grid, rays, settings)
     num_rays = len(rays)
-    transmittance = torch.ones(num_rays, device=rays.origins.device)
-    rgb = torch.zeros(num_rays, 3, device=rays.origins.device)
-    opacity, depth = torch.zeros_like(transmittance), torch.zeros_like(transmittance)
-    num_samples = 0
+    accumulated = _Accumulated(num_rays, rays.origins.device)
+    if settings.cone_angle > 0 or settings.contraction is not None:
+        _shade_marched_in_segments(field, grid, rays, t_min, t_max, settings, segment_steps, accumulated)
+    else:
+        _march_and_shade_in_segments(field, grid, rays, t_min, t_max, settings, segment_steps, accumulated)
+    rgb, opacity = accumulated.rgb, accumulated.opacity
+    return RenderOutput(_with_background(rgb, opacity, settings), opacity, accumulated.depth * depth_scale, accumulated.num_samples)
+
+
+class _Accumulated:
+    """Running per-ray results of segment-by-segment rendering: rgb `[R, 3]`, opacity, depth and
+    transmittance `[R]`, and the number of samples shaded."""
+
+    def __init__(self, num_rays: int, device: torch.device) -> None:
+        self.transmittance = torch.ones(num_rays, device=device)
+        self.rgb = torch.zeros(num_rays, 3, device=device)
+        self.opacity, self.depth = torch.zeros_like(self.transmittance), torch.zeros_like(self.transmittance)
+        self.num_samples = 0
+
+    def add(self, active: torch.Tensor, rgb: torch.Tensor, opacity: torch.Tensor, depth: torch.Tensor, count: int) -> None:
+        """Composite one segment of rays `active [A]` behind what they have so far."""
+        prefix = self.transmittance[active]
+        self.rgb[active] += prefix[:, None] * rgb
+        self.opacity[active] += prefix * opacity
+        self.depth[active] += prefix * depth
+        self.transmittance[active] = prefix * (1.0 - opacity)
+        self.num_samples += count
+
+
+def _march_and_shade_in_segments(
+    field: Field,
+    grid: OccupancyGrid,
+    rays: Rays,
+    t_min: torch.Tensor,
+    t_max: torch.Tensor,
+    settings: RenderSettings,
+    segment_steps: int,
+    accumulated: _Accumulated,
+) -> None:
+    """Fixed steps: march and shade `segment_steps` steps of every live ray at a time."""
     start = t_min.clone()  # where each ray's next segment begins
     active = (t_max > t_min).nonzero().squeeze(1)
     while active.numel() > 0:
         segment = rays[active]
         end = torch.minimum(start[active] + segment_steps * settings.step_size, t_max[active])
         ray_indices, t_starts, t_ends, packed_info = _march(grid, segment, start[active], end, settings)
-        prefix = transmittance[active]
-        seg_rgb, seg_opacity, seg_depth, count = _shade(field, segment, ray_indices, t_starts, t_ends, packed_info, settings, prefix)
-        rgb[active] += prefix[:, None] * seg_rgb
-        opacity[active] += prefix * seg_opacity
-        depth[active] += prefix * seg_depth
-        transmittance[active] = prefix * (1.0 - seg_opacity)
+        prefix = accumulated.transmittance[active]
+        shaded = _shade(field, segment, ray_indices, t_starts, t_ends, packed_info, settings, prefix)
+        accumulated.add(active, *shaded)
         start[active] = end
-        num_samples += count
-        still = (end < t_max[active]) & (transmittance[active] > settings.early_stop_eps)
+        still = (end < t_max[active]) & (accumulated.transmittance[active] > settings.early_stop_eps)
         active = active[still]
-    return RenderOutput(_with_background(rgb, opacity, settings), opacity, depth, num_samples)
+
+
+def _shade_marched_in_segments(
+    field: Field,
+    grid: OccupancyGrid,
+    rays: Rays,
+    t_min: torch.Tensor,
+    t_max: torch.Tensor,
+    settings: RenderSettings,
+    segment_steps: int,
+    accumulated: _Accumulated,
+) -> None:
+    """Cone or contracted steps: march every ray once, then shade its samples `segment_steps` at
+    a time while it is live."""
+    _, t_starts, t_ends, packed_info = _march(grid, rays, t_min, t_max, settings)
+    first, count = packed_info.unbind(-1)
+    within = torch.arange(segment_steps, device=first.device)
+    active = (count > 0).nonzero().squeeze(1)
+    done = 0  # samples of each live ray shaded so far
+    while active.numel() > 0:
+        rank = done + within  # the segment's samples, by their place in the ray
+        valid = rank[None, :] < count[active, None]  # [A, K]
+        samples = (first[active, None] + rank[None, :])[valid]
+        counts = valid.sum(1)
+        segment = rays[active]
+        local_rays = torch.repeat_interleave(torch.arange(len(active), device=first.device), counts)
+        prefix = accumulated.transmittance[active]
+        shaded = _shade(
+            field, segment, local_rays, t_starts[samples], t_ends[samples], packed_info_from_counts(counts), settings, prefix
+        )
+        accumulated.add(active, *shaded)
+        done += segment_steps
+        still = (count[active] > done) & (accumulated.transmittance[active] > settings.early_stop_eps)
+        active = active[still]
+
+
+def _in_frame(rays: Rays, settings: RenderSettings) -> tuple[Rays, float]:
+    """`rays` in the frame they are marched in (the contraction's, or as they are), and the
+    factor that takes distances along them back to world units."""
+    if settings.contraction is None:
+        return rays, 1.0
+    return settings.contraction.to_unit(rays), settings.contraction.radius
 
 
 def _ray_segment(grid: OccupancyGrid, rays: Rays, settings: RenderSettings) -> tuple[torch.Tensor, torch.Tensor]:
-    """Where each ray is inside the grid's box and within [near, far], `[R]` each."""
+    """Where each ray is inside the grid's box and within [near, far], `[R]` each; contracted,
+    all of [near, far] (contracted space holds every point)."""
+    if settings.contraction is not None:
+        radius = settings.contraction.radius
+        return torch.full_like(rays.far, settings.near / radius), torch.clamp(rays.far, max=settings.far / radius)
     far = torch.clamp(rays.far, max=settings.far)
     t_min, t_max, _ = ray_aabb_intersect(rays.origins, rays.directions, grid.host_aabb(), settings.near, far)
     return t_min, t_max
@@ -140,7 +225,17 @@ def _march(
         cell = (box[1] - box[0]) / torch.tensor(grid.resolution)
         max_step = max(settings.step_size, float(cell.min()))
     return march_rays(
-        rays.origins, rays.directions, t_min, t_max, grid.occupied, box, settings.step_size, jitter, settings.cone_angle, max_step
+        rays.origins,
+        rays.directions,
+        t_min,
+        t_max,
+        grid.occupied,
+        box,
+        settings.step_size,
+        jitter,
+        settings.cone_angle,
+        max_step,
+        contracted=settings.contraction is not None,
     )
 
 
@@ -173,7 +268,7 @@ def _shade(
         rgb `[R, 3]`, opacity `[R]`, depth `[R]` of these samples alone, and the sample count.
     """
     with torch.no_grad():
-        sigmas = field.density(_positions(rays, ray_indices, t_starts, t_ends))
+        sigmas = field.density(_positions(rays, ray_indices, t_starts, t_ends, settings))
         transmittance, alphas = render_transmittance(sigmas, t_starts, t_ends, packed_info, ray_indices)
         if prefix is not None:
             transmittance = transmittance * prefix[ray_indices]
@@ -182,7 +277,7 @@ def _shade(
         needs_colour = (transmittance * alphas)[kept] > settings.weight_threshold
         packed_info = packed_info_from_counts(_kept_per_ray(keep, packed_info))
     ray_indices, t_starts, t_ends, sigmas = ray_indices[kept], t_starts[kept], t_ends[kept], sigmas[kept]
-    positions = _positions(rays, ray_indices, t_starts, t_ends)
+    positions = _positions(rays, ray_indices, t_starts, t_ends, settings)
     if torch.is_grad_enabled():
         sigmas = field.density(positions)
     coloured = needs_colour.nonzero().squeeze(1)
@@ -206,10 +301,13 @@ def _kept_per_ray(keep: torch.Tensor, packed_info: torch.Tensor) -> torch.Tensor
     return running[first + count] - running[first]
 
 
-def _positions(rays: Rays, ray_indices: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.Tensor) -> torch.Tensor:
-    """Sample midpoints `[S, 3]`."""
+def _positions(
+    rays: Rays, ray_indices: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.Tensor, settings: RenderSettings
+) -> torch.Tensor:
+    """Sample midpoints `[S, 3]` where the field takes them (contracted, for unbounded scenes)."""
     t_mid = 0.5 * (t_starts + t_ends)
-    return rays.origins[ray_indices] + rays.directions[ray_indices] * t_mid[:, None]
+    midpoints = rays.origins[ray_indices] + rays.directions[ray_indices] * t_mid[:, None]
+    return midpoints if settings.contraction is None else contract(midpoints)
 
 
 @torch.no_grad()

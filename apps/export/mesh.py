@@ -19,6 +19,9 @@ Two extractors:
   over the occupied box; pixels with opacity below the level are left out. Vertex colours are
   the TSDF's fused colours, i.e. the weighted mean over the views that see each vertex.
 
+Unbounded (contracted) scenes give the mesh of the foreground: the part of the occupied region
+inside the cube around the foreground ball, in world units.
+
 Both meshes are then cleaned with Open3D (small disconnected clusters, degenerate and duplicated
 triangles, unreferenced vertices), optionally decimated to a face count, and written as `.ply`,
 `.obj` or `.glb` with vertex colours.
@@ -94,8 +97,8 @@ def sample_density(model: Model, box: torch.Tensor, resolution: int, chunk: int 
     an occupied one) get density 0, as the renderer never samples there.
 
     Returns:
-        the volume `[X, Y, Z]` float32, the world position of its first point `[3]`, and the
-        spacing between points (world units, the same on every axis).
+        the volume `[X, Y, Z]` float32 (density per world unit), the world position of its first
+        point `[3]`, and the spacing between points (world units, the same on every axis).
     """
     if resolution < 2:
         raise ValueError(f"--resolution must be at least 2, got {resolution}")
@@ -109,8 +112,9 @@ def sample_density(model: Model, box: torch.Tensor, resolution: int, chunk: int 
     slabs = max(1, chunk // (counts[1] * counts[2]))
     for start in range(0, counts[0], slabs):
         points = torch.stack(torch.meshgrid(axes[0][start : start + slabs], axes[1], axes[2], indexing="ij"), dim=-1)
-        volume[start : start + slabs] = _occupied_density(field, occupied, grid.aabb, points.view(-1, 3)).view(points.shape[:3]).cpu()
-    return volume.numpy(), box[0].cpu().numpy(), spacing
+        at = model.field_points(points.view(-1, 3))
+        volume[start : start + slabs] = _occupied_density(field, occupied, grid.aabb, at).view(points.shape[:3]).cpu()
+    return volume.numpy() / model.world_scale, box[0].cpu().numpy(), spacing
 
 
 def _dilated(occupied: torch.Tensor) -> torch.Tensor:
@@ -190,7 +194,7 @@ def field_vertex_colours(model: Model, mesh: Any, reach: float, chunk: int = 1 <
     for x, n in zip(vertices.split(chunk), normals.split(chunk)):
         rays = Rays(x + reach * n, -n, torch.full_like(x[:, 0], 2.0 * reach))
         out = model.render_progressive(rays, on_black)
-        colours.append(out.rgb + (1.0 - out.opacity)[:, None] * field.radiance(x, -n))
+        colours.append(out.rgb + (1.0 - out.opacity)[:, None] * field.radiance(model.field_points(x), -n))
     return torch.cat(colours).clamp(0.0, 1.0).cpu().numpy()
 
 
@@ -325,11 +329,11 @@ def export_mesh(
     _check_level(level)
     if model.settings.ndc is not None:
         raise ValueError("mesh export of forward-facing (NDC) runs is not supported: their field lives in NDC space")
-    box = model.grid.occupied_box()
-    box = model.field.aabb if box is None else box
+    box = _mesh_box(model)
     if method == "mc":
         volume, origin, spacing = sample_density(model, box, resolution)
-        sigma, step = density_level(level, model.settings.step_size), model.settings.step_size
+        step = model.settings.step_size * model.world_scale
+        sigma = density_level(level, step)
         if not volume.max(initial=0.0) > sigma:  # --level is an opacity: say it in opacities
             most = -math.expm1(-float(volume.max(initial=0.0)) * step)
             raise ValueError(f"--level {level:g}: no render step is that opaque (the most opaque reaches {most:.3g}); lower --level")
@@ -348,6 +352,18 @@ def export_mesh(
     mesh.compute_vertex_normals()
     write_mesh(mesh, out)
     return mesh
+
+
+def _mesh_box(model: Model) -> torch.Tensor:
+    """The world box `[2, 3]` a mesh is extracted from: the occupied box (the field's box when
+    nothing is occupied); for contracted scenes its part in the cube around the foreground ball."""
+    box = model.grid.occupied_box()
+    box = model.field.aabb if box is None else box
+    contraction = model.settings.contraction
+    if contraction is None:
+        return box
+    unit = box.clamp(-1.0, 1.0)
+    return contraction.points_to_world(unit)
 
 
 def _evenly(count: int, most: int) -> torch.Tensor:

@@ -22,7 +22,7 @@ from ..commands import types as flag_types
 if TYPE_CHECKING:
     from data import Scene
 
-__all__ = ["TrainConfig", "flag", "add_flags", "config_from_args", "uses_appearance_codes", "PHOTO_KINDS"]
+__all__ = ["TrainConfig", "flag", "add_flags", "config_from_args", "uses_appearance_codes", "uses_contraction", "PHOTO_KINDS"]
 
 #: scene kinds whose images are photos (a COLMAP project; a transforms.json, as photo folders and
 #: videos become after SfM, unless its images have alpha: then they are renders)
@@ -62,6 +62,8 @@ class TrainConfig:
         the field renders well at every rank; upsilon, eta: its thresholds (None: SlimmeRF's
         defaults for the kind of scene).
     appearance: "on", "off" or "auto", per-image appearance codes (see `uses_appearance_codes`).
+    contraction: "on", "off" or "auto", the scene contraction of unbounded scenes (see
+        `uses_contraction`).
     """
 
     data: str = dataclasses.field(
@@ -135,6 +137,16 @@ class TrainConfig:
             "per-image appearance codes for the MLP decoder, which explain exposure and white-balance changes "
             "between photos (auto: on for photo folders, videos and COLMAP projects, off for Blender, LLFF "
             "and scenes with alpha masks, and with --decoder sh)",
+            choices=["auto", "on", "off"],
+        ),
+    )
+    contraction: str = dataclasses.field(
+        default="auto",
+        metadata=flag(
+            "model all of space, the room behind an object included, by contracting what lies outside a "
+            "foreground ball around the object into a shell (mip-NeRF 360) (auto: on for photo folders, "
+            "videos and COLMAP projects that look around an object, off for Blender scenes, scenes with "
+            "alpha masks and forward-facing captures, which keep their box or NDC)",
             choices=["auto", "on", "off"],
         ),
     )
@@ -212,3 +224,21 @@ def uses_appearance_codes(config: TrainConfig, scene: Scene) -> bool:
     if config.appearance != "auto":
         return config.appearance == "on"
     return config.decoder != "sh" and scene.kind in PHOTO_KINDS and scene.alpha is None
+
+
+def uses_contraction(config: TrainConfig, scene: Scene) -> bool:
+    """Whether a run of `config` on `scene` contracts space (`render.contraction`): `--contraction
+    on` or off, or for auto, whether the scene's images are photos (`PHOTO_KINDS`, without alpha
+    masks) that look around something rather than forward (not NDC).
+
+    Raises:
+        ValueError: `--contraction on` for a forward-facing (NDC) scene.
+    """
+    if scene.ndc and config.contraction == "on":
+        raise ValueError(
+            f"{scene.source}: --contraction on needs a scene the cameras look around; this one is forward-facing "
+            "and trains in NDC, which already reaches to infinity"
+        )
+    if config.contraction != "auto":
+        return config.contraction == "on"
+    return not scene.ndc and scene.kind in PHOTO_KINDS and scene.alpha is None

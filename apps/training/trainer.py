@@ -20,11 +20,11 @@ import torch
 from data import RayBatcher, Scene
 from fields import Field, field_class, render_step_size
 from fields.appearance import codes_of
-from render import NDC, Model, OccupancyGrid, RenderSettings, camera_rays
+from render import CONTRACTED_AABB, NDC, Contraction, Model, OccupancyGrid, RenderSettings, camera_rays, foreground_ball
 
 from ..runs import CHECKPOINT_NAME, Checkpoint, load_checkpoint, save_checkpoint, scene_info, write_json, writing
 from . import optim
-from .config import TrainConfig, uses_appearance_codes
+from .config import TrainConfig, uses_appearance_codes, uses_contraction
 from .strategies import Strategy, strategies_for
 
 __all__ = ["Trainer", "TrainingDiverged", "LoopState"]
@@ -50,12 +50,17 @@ class Trainer:
     strategies. `model` is the field with its occupancy grid and render settings. With
     appearance codes (`config.appearance`), new fields get `appearance_codes`, one per training
     image in the order of the scene's "train" split, and each training ray is coloured by its
-    image's code (0 codes: none).
+    image's code (0 codes: none). With scene contraction (`config.contraction`), `scene` is the
+    given scene with its box replaced by contracted space (`render.CONTRACTED_AABB`), which the
+    field fills.
     """
 
     def __init__(self, config: TrainConfig, scene: Scene, resume: bool = False) -> None:
         field_class(config.field)  # an unknown name fails here, with the known ones
         self.config = config
+        contraction = foreground_ball(scene.cameras.c2w[scene.split("train")]) if uses_contraction(config, scene) else None
+        if contraction is not None:
+            scene = replace(scene, aabb=torch.tensor(CONTRACTED_AABB))
         self.scene = scene
         self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.gpu = self.device.type == "cuda"
@@ -83,17 +88,20 @@ class Trainer:
             grid = OccupancyGrid(field.aabb, config.occupancy_resolution).to(self.device)
             settings = RenderSettings(
                 step_size=render_step_size(field, config.step_ratio),
-                # NDC rays carry their own end (`Rays.far`); the scene's 0..1 is in NDC units
+                # NDC rays carry their own end (`Rays.far`); the scene's 0..1 is in NDC units;
+                # contracted space reaches to infinity
                 near=0.0 if scene.ndc else scene.near,
-                far=1e10 if scene.ndc else scene.far,
+                far=1e10 if scene.ndc or contraction is not None else scene.far,
                 background=scene.background.tolist(),
                 ndc=self.ndc,
                 cone_angle=config.cone_angle,
+                contraction=contraction,
             )
             self.model = Model(field, grid, settings)
             self.optimizer = optim.make_optimizer(self.field)
         self.batcher = RayBatcher(scene, "train", batch_size, seed=config.seed + self.state.iteration, device=self.device)
-        self.start_events = [event for s in self.strategies for event in s.on_start(self, resumed)]
+        self.start_events = _contraction_events(self.model.settings.contraction)
+        self.start_events += [event for s in self.strategies for event in s.on_start(self, resumed)]
         self.update_step_size()
 
     def _make_field(self) -> Field:
@@ -153,7 +161,14 @@ class Trainer:
     def update_grid(self, fraction: float = 1.0, step_size: float | None = None) -> None:
         """Update the occupancy grid from the field's density (a random `fraction` of the cells)."""
         step = self.model.settings.step_size if step_size is None else step_size
-        self.grid.update(self.field.density, step, self.config.occupancy_threshold, fraction=fraction, generator=self.generator)
+        self.grid.update(
+            self.field.density,
+            step,
+            self.config.occupancy_threshold,
+            fraction=fraction,
+            generator=self.generator,
+            contracted=self.model.settings.contraction is not None,
+        )
 
     def request_shrink(self) -> None:
         """Ask for a box shrink at the next schedule check (if carving is allowed then)."""
@@ -261,6 +276,17 @@ class Trainer:
             with writing(target, kept):
                 write()
         return path
+
+
+def _contraction_events(contraction: Contraction | None) -> list[str]:
+    """The log line saying how space is modelled, when it is contracted."""
+    if contraction is None:
+        return []
+    center = ", ".join(f"{v:.2f}" for v in contraction.center)
+    return [
+        f"unbounded scene: space beyond the foreground ball (centre {center}, radius {contraction.radius:.3g}) "
+        "is contracted into a shell, so the background is modelled too (--contraction off keeps the box)"
+    ]
 
 
 def _code_indices(train: torch.Tensor, num_images: int) -> torch.Tensor:

@@ -42,7 +42,7 @@ std::vector<at::Tensor> ray_aabb_intersect(const at::Tensor& rays_o, const at::T
 
 std::vector<at::Tensor> march_rays(const at::Tensor& rays_o, const at::Tensor& rays_d, const at::Tensor& t_min,
                                    const at::Tensor& t_max, const at::Tensor& occupied, const at::Tensor& aabb, double step,
-                                   double cone_angle, double max_step, const at::Tensor& jitter) {
+                                   double cone_angle, double max_step, bool contracted, const at::Tensor& jitter) {
   CHECK_INPUT_FLOAT(rays_o);
   CHECK_INPUT_FLOAT(rays_d);
   CHECK_INPUT_FLOAT(t_min);
@@ -53,7 +53,7 @@ std::vector<at::Tensor> march_rays(const at::Tensor& rays_o, const at::Tensor& r
   TORCH_CHECK(step > 0.0 && cone_angle >= 0.0 && max_step >= step, "need step > 0, cone_angle >= 0, max_step >= step");
   CHECK_SAME_DEVICE(rays_o, occupied);
   return ON_DEVICE(rays_o, march_rays, rays_o, rays_d, t_min, t_max, occupied, box_values(aabb), step, cone_angle, max_step,
-                   jitter);
+                   contracted, jitter);
 }
 
 void check_packed(const at::Tensor& sigmas, const at::Tensor& packed_info) {

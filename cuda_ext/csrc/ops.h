@@ -16,12 +16,12 @@ namespace tensorfields {
 
 // Occupancy-grid marching (see march/march.h).
 //   rays_o, rays_d [R, 3] float32; t_min, t_max, jitter [R] float32; occupied [X, Y, Z] bool;
-//   aabb [2, 3] float32. Returns ray_indices [S] int64, t_starts [S], t_ends [S], packed_info [R, 2]
-//   int64 (first sample, count).
+//   aabb [2, 3] float32 (of contracted space when `contracted`). Returns ray_indices [S] int64,
+//   t_starts [S], t_ends [S], packed_info [R, 2] int64 (first sample, count).
 #define TENSORFIELDS_MARCH_ARGS                                                                                 \
   const at::Tensor &rays_o, const at::Tensor &rays_d, const at::Tensor &t_min, const at::Tensor &t_max,         \
       const at::Tensor &occupied, const at::Tensor &aabb, double step, double cone_angle, double max_step, \
-      const at::Tensor &jitter
+      bool contracted, const at::Tensor &jitter
 
 // Packed compositing (see composite/composite.h), float32 or float64.
 //   forward: sigmas, t_starts, t_ends [S]; rgbs [S, 3]; packed_info [R, 2] int64.

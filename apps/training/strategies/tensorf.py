@@ -139,10 +139,12 @@ class TensoRFSchedule(Strategy):
         the old one's running density. A forward-facing scene keeps the box of its training rays
         (`on_start`): every pixel sees a surface somewhere in it, and the occupancy of a field
         still cloudy at the edges that few views see cut those edges off for good (black
-        wedges along the image borders)."""
+        wedges along the image borders). An unbounded scene's field keeps all of contracted space."""
         trainer.update_grid()
         if trainer.ndc is not None:
             return "box kept: a forward-facing scene keeps the box of its training rays"
+        if trainer.model.settings.contraction is not None:
+            return "box kept: an unbounded scene's field spans all of contracted space"
         box = trainer.grid.occupied_box()
         self.shrunk = True
         self._set_regularization(trainer)

@@ -29,13 +29,11 @@ __global__ void march_kernel(OccupancyGridView grid, MarchParams params, const f
   if (r >= num_rays) return;
   if (first == nullptr) {
     CountSamples count;
-    counts[r] = march_ray(grid, o + 3 * r, d + 3 * r, t_min[r], t_max[r], params.step, params.cone_angle, params.max_step,
-                          jitter[r], count);
+    counts[r] = march_ray(grid, o + 3 * r, d + 3 * r, t_min[r], t_max[r], params, jitter[r], count);
     return;
   }
   WriteSamples write{t_starts + first[r], t_ends + first[r]};
-  const int64_t n = march_ray(grid, o + 3 * r, d + 3 * r, t_min[r], t_max[r], params.step, params.cone_angle, params.max_step,
-                              jitter[r], write);
+  const int64_t n = march_ray(grid, o + 3 * r, d + 3 * r, t_min[r], t_max[r], params, jitter[r], write);
   for (int64_t i = 0; i < n; ++i) ray_indices[first[r] + i] = r;
 }
 

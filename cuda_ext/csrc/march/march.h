@@ -27,11 +27,13 @@ struct RayBox {
   float near;
 };
 
-// Step rule of march_ray, by value for kernel launches.
+// Step rule of march_ray, by value for kernel launches. contracted: the grid spans mip-NeRF 360's
+// contracted space (see contract_point), and steps are stretched by contraction_stretch.
 struct MarchParams {
   float step;
   float cone_angle;
   float max_step;
+  bool contracted;
 };
 
 // Flat index of the cell holding point p, or -1 outside the grid.
@@ -80,6 +82,41 @@ HOST_DEVICE float cone_step(float t, float step, float cone_angle, float max_ste
   return fminf(fmaxf(t * cone_angle, step), max_step);
 }
 
+// mip-NeRF 360's contraction (reference.contract): p inside the unit ball stays, p outside goes to
+// (2 - 1 / |p|) p / |p|, inside the ball of radius 2.
+HOST_DEVICE void contract_point(const float p[3], float q[3]) {
+  const float r2 = p[0] * p[0] + p[1] * p[1] + p[2] * p[2];
+  if (r2 <= 1.0f) {
+    q[0] = p[0], q[1] = p[1], q[2] = p[2];
+    return;
+  }
+  const float r = sqrtf(r2);
+  const float scale = (2.0f - 1.0f / r) / r;
+  q[0] = p[0] * scale, q[1] = p[1] * scale, q[2] = p[2] * scale;
+}
+
+// How much longer a step from p along the unit direction d is than the step it makes in
+// contracted space (1 / |J d|, J the contraction's Jacobian at p; reference.contraction_stretch):
+// 1 inside the unit ball; outside, |p|^2 / sqrt(cos^2 + sin^2 (2 |p| - 1)^2) with cos the cosine
+// between p and d (|p|^2 going straight out, about |p| / 2 going across).
+HOST_DEVICE float contraction_stretch(const float p[3], const float d[3]) {
+  const float r2 = p[0] * p[0] + p[1] * p[1] + p[2] * p[2];
+  if (r2 <= 1.0f) return 1.0f;
+  const float r = sqrtf(r2);
+  const float cos_angle = (p[0] * d[0] + p[1] * d[1] + p[2] * d[2]) / r;
+  const float sin2 = fmaxf(1.0f - cos_angle * cos_angle, 0.0f);
+  const float across = 2.0f * r - 1.0f;
+  return r2 / sqrtf(cos_angle * cos_angle + sin2 * across * across);
+}
+
+// Length of the step that starts at t: cone_step, stretched in contracted space.
+HOST_DEVICE float step_at(const MarchParams& params, const float o[3], const float d[3], float t) {
+  const float dt = cone_step(t, params.step, params.cone_angle, params.max_step);
+  if (!params.contracted) return dt;
+  const float p[3] = {o[0] + d[0] * t, o[1] + d[1] * t, o[2] + d[2] * t};
+  return dt * contraction_stretch(p, d);
+}
+
 // Counts samples without storing them (the first pass of a two-pass march).
 struct CountSamples {
   HOST_DEVICE void operator()(float, float) {}
@@ -95,21 +132,24 @@ struct WriteSamples {
   }
 };
 
-// Marches one ray at a fixed step (cone_angle == 0) or with cone stepping (cone_angle > 0: each
-// step is cone_step() of its start, the first one offset by jitter times its length), calling
+// Marches one ray at a fixed step (cone_angle == 0, not contracted) or step by step (cone_angle
+// > 0 or contracted: each step is step_at() its start, the first one offset by jitter times its
+// length; contracted, the cell of a sample is that of its contracted midpoint), calling
 // emit(t_start, t_end) for every sample whose midpoint is in an occupied cell; returns their count.
 template <typename Emit>
 HOST_DEVICE int64_t march_ray(const OccupancyGridView& grid, const float o[3], const float d[3], float t_min, float t_max,
-                              float step, float cone_angle, float max_step, float jitter, Emit& emit) {
+                              const MarchParams& params, float jitter, Emit& emit) {
   int64_t count = 0;
   int cell[3];
-  if (cone_angle > 0.0f) {
-    float t = t_min + jitter * cone_step(t_min, step, cone_angle, max_step);
+  const float step = params.step;
+  if (params.cone_angle > 0.0f || params.contracted) {
+    float t = t_min + jitter * step_at(params, o, d, t_min);
     while (true) {
-      const float dt = cone_step(t, step, cone_angle, max_step);
+      const float dt = step_at(params, o, d, t);
       const float t_mid = t + 0.5f * dt;
       if (!(t_mid < t_max)) break;
-      const float p[3] = {o[0] + d[0] * t_mid, o[1] + d[1] * t_mid, o[2] + d[2] * t_mid};
+      float p[3] = {o[0] + d[0] * t_mid, o[1] + d[1] * t_mid, o[2] + d[2] * t_mid};
+      if (params.contracted) contract_point(p, p);
       const int64_t flat = grid_cell(grid, p, cell);
       if (flat >= 0 && grid.occupied[flat]) {
         emit(t, t + dt);

@@ -61,7 +61,7 @@ constexpr int64_t kRaysPerBlock = 128;
 
 std::vector<at::Tensor> march_rays_cpu(const at::Tensor& rays_o, const at::Tensor& rays_d, const at::Tensor& t_min,
                                        const at::Tensor& t_max, const at::Tensor& occupied, const at::Tensor& aabb,
-                                       double step, double cone_angle, double max_step, const at::Tensor& jitter) {
+                                       double step, double cone_angle, double max_step, bool contracted, const at::Tensor& jitter) {
   const int64_t num_rays = rays_o.size(0);
   const OccupancyGridView grid = grid_view(occupied, aabb);
   const float* o = rays_o.data_ptr<float>();
@@ -69,9 +69,7 @@ std::vector<at::Tensor> march_rays_cpu(const at::Tensor& rays_o, const at::Tenso
   const float* lo = t_min.data_ptr<float>();
   const float* hi = t_max.data_ptr<float>();
   const float* j = jitter.data_ptr<float>();
-  const float step_f = static_cast<float>(step);
-  const float cone_f = static_cast<float>(cone_angle);
-  const float max_step_f = static_cast<float>(max_step);
+  const MarchParams params{static_cast<float>(step), static_cast<float>(cone_angle), static_cast<float>(max_step), contracted};
 
   // one pass into per-block buffers, then a prefix sum and a copy into the packed outputs
   const int64_t num_blocks = (num_rays + kRaysPerBlock - 1) / kRaysPerBlock;
@@ -81,7 +79,7 @@ std::vector<at::Tensor> march_rays_cpu(const at::Tensor& rays_o, const at::Tenso
   at::parallel_for(0, num_blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       for (int64_t r = b * kRaysPerBlock; r < std::min(num_rays, (b + 1) * kRaysPerBlock); ++r)
-        count_ptr[r] = march_ray(grid, o + 3 * r, d + 3 * r, lo[r], hi[r], step_f, cone_f, max_step_f, j[r], blocks[b]);
+        count_ptr[r] = march_ray(grid, o + 3 * r, d + 3 * r, lo[r], hi[r], params, j[r], blocks[b]);
     }
   });
   std::vector<int64_t> block_first(num_blocks + 1, 0);

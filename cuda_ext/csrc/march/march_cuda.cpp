@@ -36,10 +36,10 @@ std::vector<at::Tensor> ray_aabb_intersect_cuda(const at::Tensor& rays_o, const 
 
 std::vector<at::Tensor> march_rays_cuda(const at::Tensor& rays_o, const at::Tensor& rays_d, const at::Tensor& t_min,
                                         const at::Tensor& t_max, const at::Tensor& occupied, const at::Tensor& aabb,
-                                        double step, double cone_angle, double max_step, const at::Tensor& jitter) {
+                                        double step, double cone_angle, double max_step, bool contracted, const at::Tensor& jitter) {
   const int64_t num_rays = rays_o.size(0);
   const OccupancyGridView grid = grid_view(occupied, aabb.cpu());  // box values by value, grid pointer on the GPU
-  const MarchParams params{static_cast<float>(step), static_cast<float>(cone_angle), static_cast<float>(max_step)};
+  const MarchParams params{static_cast<float>(step), static_cast<float>(cone_angle), static_cast<float>(max_step), contracted};
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   at::Tensor counts = at::empty({num_rays}, rays_o.options().dtype(at::kLong));
   TORCH_CHECK(launch_march(grid, params, rays_o.data_ptr<float>(), rays_d.data_ptr<float>(), t_min.data_ptr<float>(),
