@@ -155,10 +155,10 @@ def _expect(info: TensorInfo, where: str, shape: tuple[int, ...], dtypes: tuple[
 
 # --- tensors: names, shapes, dtypes ---------------------------------------------------------
 def check_names(tensors: dict[str, TensorInfo]) -> None:
-    """Every tensor is a `field.*`, `grid.*` or `optim.*` one."""
+    """Every tensor is a `field.*`, `grid.*`, `optim.*` or `state.*` one."""
     for key in tensors:
-        if not key.startswith(("field.", "grid.", "optim.")):
-            raise Invalid(key, "unexpected tensor (a checkpoint holds field.*, grid.* and optim.* tensors)")
+        if not key.startswith(("field.", "grid.", "optim.", "state.")):
+            raise Invalid(key, "unexpected tensor (a checkpoint holds field.*, grid.*, optim.* and state.* tensors)")
 
 
 def check_field_layout(tensors: dict[str, TensorInfo], expected: dict[str, tuple[int, ...]], field_name: str) -> None:
