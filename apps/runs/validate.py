@@ -64,9 +64,9 @@ _REALS = {"F64", "F32", "F16", "BF16", "I8", "I16", "I32", "I64", "U8", "U16", "
 _ADAM_KEYS = ("step", "exp_avg", "exp_avg_sq")
 #: known training-state entries (the loop's and the strategies'; older checkpoints keep them in
 #: one flat dict) and what each must be; other entries are kept as they are
-_COUNTERS = ("iteration", "upsamples_done", "shrinks_done", "last_rank_increment")
+_COUNTERS = ("iteration", "upsamples_done", "shrinks_done", "last_rank_increment", "adam_step")
 _AMOUNTS = ("train_seconds", "last_lr_reset")
-_FLAGS = ("shrunk", "placed", "coarse")
+_FLAGS = ("shrunk", "placed", "coarse", "blur_done")
 _OPTIONAL_NUMBERS = ("previous_loss",)
 
 

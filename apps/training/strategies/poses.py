@@ -153,6 +153,8 @@ class PoseRefinement(Strategy):
         self.config = config
         self.blur = config.pose_blur == "on"
         self.train = scene.split("train").long()
+        self.position = torch.full((len(scene.images),), -1, dtype=torch.long)  # scene image -> row of `delta`
+        self.position[self.train] = torch.arange(len(self.train))
         self.generator = torch.Generator().manual_seed(config.seed)
         self.delta: torch.nn.Parameter | None = None
         self.optimizer: torch.optim.Adam | None = None
@@ -167,9 +169,7 @@ class PoseRefinement(Strategy):
     # --- the loop -------------------------------------------------------------------------
     def on_start(self, trainer: Trainer, resumed: bool) -> list[str]:
         count, device = len(self.train), trainer.device
-        self.position = torch.full((len(trainer.scene.images),), -1, dtype=torch.long)
-        self.position[self.train] = torch.arange(count)
-        self.position = self.position.to(device)
+        self.train, self.position = self.train.to(device), self.position.to(device)
         self.delta = torch.nn.Parameter(torch.zeros(count, 6, device=device))
         self.optimizer = torch.optim.Adam([self.delta], lr=LR_START, betas=(0.9, 0.99))
         if self._saved:
@@ -208,8 +208,8 @@ class PoseRefinement(Strategy):
 
     def cameras(self, trainer: Trainer, cameras: Cameras) -> Cameras:
         """`cameras` with the training cameras' corrections applied, c2w @ exp(xi) (differentiable)."""
-        corrected = cameras.c2w[self.train.to(cameras.c2w.device)] @ se3_exp(self.delta)
-        return replace(cameras, c2w=cameras.c2w.index_put((self.train.to(cameras.c2w.device),), corrected))
+        corrected = cameras.c2w[self.train] @ se3_exp(self.delta)
+        return replace(cameras, c2w=cameras.c2w.index_put((self.train,), corrected))
 
     def targets(
         self, trainer: Trainer, batch: PixelBatch, rgb: torch.Tensor, weights: torch.Tensor | None
@@ -246,7 +246,7 @@ class PoseRefinement(Strategy):
     # --- what the run records -------------------------------------------------------------
     def records(self, trainer: Trainer) -> dict[str, dict[str, Any]]:
         """`transforms.json`: the refined training cameras (see `refined_transforms`)."""
-        cameras = trainer.training_cameras()[self.train.to(trainer.device)]
+        cameras = trainer.training_cameras()[self.train]
         return {"transforms.json": refined_transforms(trainer.scene, cameras, trainer.state.iteration)}
 
     # --- the schedule ---------------------------------------------------------------------
@@ -270,14 +270,14 @@ class PoseRefinement(Strategy):
         if sigma * self._image_scale < MIN_IMAGE_SIGMA:
             return None
         if abs(sigma - self._targets_sigma) > IMAGE_BLUR_TOLERANCE * self._targets_sigma:
-            self._targets = {s: _blurred_images(scene.images[self.train], s * sigma) for s in IMAGE_SCALES if s * sigma >= MIN_IMAGE_SIGMA}
+            self._targets = {s: _blurred_images(scene.images[self.train.cpu()], s * sigma) for s in IMAGE_SCALES if s * sigma >= MIN_IMAGE_SIGMA}
             self._targets_sigma = sigma
         return self._targets.get(self._image_scale)
 
     def _edge_weights(self, trainer: Trainer) -> torch.Tensor:
         """`[T, H * W]` loss weights of the edge-guided mask (computed once)."""
         if self._edges is None:
-            edges = _edge_mask(trainer.scene.images[self.train])
+            edges = _edge_mask(trainer.scene.images[self.train.cpu()])
             self._edges = torch.where(edges, EDGE_WEIGHT, FLAT_WEIGHT).flatten(1).to(trainer.device)
         return self._edges
 
