@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Decoded, Field, Placeable, Regularized, Slimmable, Upsampleable, Voxelized, render_step_size
+from .base import Blurrable, Decoded, Field, Placeable, Regularized, Slimmable, Upsampleable, Voxelized, render_step_size
 from .strivec import TriVecField
 from .tensorf import CPField, VMField
 
@@ -17,6 +17,7 @@ __all__ = [
     "Voxelized",
     "Decoded",
     "Regularized",
+    "Blurrable",
     "render_step_size",
     "VMField",
     "CPField",

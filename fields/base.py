@@ -22,6 +22,7 @@ __all__ = [
     "Voxelized",
     "Decoded",
     "Regularized",
+    "Blurrable",
     "preset_name",
     "render_step_size",
 ]
@@ -176,6 +177,18 @@ class Regularized(Protocol):
     "l1", "tv_density", "tv_appearance")."""
 
     reg_weights: dict[str, float]
+
+
+@runtime_checkable
+class Blurrable(Protocol):
+    """Fields whose factors can be Gaussian-filtered on the fly, the coarse-to-fine schedule of
+    joint pose refinement (Cheng et al. 2024): after `set_blur(sigma)` every lookup sees each
+    factor blurred along its axes by a Gaussian of `sigma` voxels (`voxel_size`), the density
+    factors by `sigma * density_scale`, which is the field blurred by a 3D Gaussian (exactly
+    for VM and CP; per local tensor for tri-vectors). `set_blur(None)` turns it off: the
+    lookups then cost nothing more. Not saved: a loaded field is sharp."""
+
+    def set_blur(self, sigma_voxels: float | None, density_scale: float = 1.0) -> None: ...
 
 
 def render_step_size(field: Field, step_ratio: float) -> float:

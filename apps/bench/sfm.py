@@ -21,6 +21,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..evaluate.poses import umeyama
+
 __all__ = ["add_arguments", "bench_sfm", "centre_error", "lego_photos", "umeyama", "LEGO_SIZE"]
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -93,17 +95,6 @@ def _run(name: str, photos: Callable[[Path], dict[str, np.ndarray]], args: argpa
         f"{result['centre_error_percent']:.2f}% of the camera spread; seconds: {stages}"
     )
     return result
-
-
-def umeyama(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """The similarity (s, R, t) minimizing |s R source + t - target|^2 (Umeyama 1991), `[N, 3]` each."""
-    mean_s, mean_t = source.mean(0), target.mean(0)
-    cov = (target - mean_t).T @ (source - mean_s) / len(source)
-    u, d, vt = np.linalg.svd(cov)
-    sign = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
-    rotation = u @ sign @ vt
-    scale = np.trace(np.diag(d) @ sign) / ((source - mean_s) ** 2).sum(1).mean()
-    return scale, rotation, mean_t - scale * rotation @ mean_s
 
 
 def centre_error(recovered: np.ndarray, truth: np.ndarray) -> float:

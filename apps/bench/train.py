@@ -1,6 +1,7 @@
 """`tensorfields bench train`: train for a wall-clock budget and track held-out PSNR over time
-(optionally against the same run on the pure-torch reference path, or on training images whose
-colours are jittered per image, for appearance codes)."""
+(optionally against the same run on the pure-torch reference path, on training images whose
+colours are jittered per image, for appearance codes, or from perturbed training poses, for pose
+refinement)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,20 @@ import resource
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from cuda_ext import reference_forced, status
 from data import Scene, load_scene
 
-from ..evaluate import evaluate_views, evenly_spaced
+from ..evaluate import align_poses, evaluate_views, evenly_spaced, into_estimate, pose_errors
 from ..training import Trainer, add_flags, config_from_args, train_run
+from ..training.strategies.poses import se3_exp
 
-__all__ = ["add_arguments", "bench_train", "time_to_psnr", "jitter_appearance", "APPEARANCE_JITTER"]
+__all__ = ["add_arguments", "bench_train", "time_to_psnr", "jitter_appearance", "perturb_poses", "scene_radius", "APPEARANCE_JITTER", "PERTURB_SEED"]
+
+#: the random draws of `--perturb-poses`
+PERTURB_SEED = 0
 
 #: kornia `ColorJitter` ranges of `--jitter-appearance`: exposure x0.7..1.3, saturation x0.8..1.2,
 #: hue (a white-balance tint) within 0.03 of a turn
@@ -48,6 +54,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SEED",
         help="change each training image's brightness, saturation and hue at random (kornia's ColorJitter, this "
         "seed; the object only where the scene has alpha); held-out images stay as they are",
+    )
+    parser.add_argument(
+        "--perturb-poses",
+        type=types.perturbation,
+        default=None,
+        metavar="ROT_DEG,TRANS_FRAC",
+        help="rotate every training camera by ROT_DEG degrees about a random axis through its centre and move it by "
+        "TRANS_FRAC of the scene radius in a random direction (seed 0), train with pose refinement (--refine-poses "
+        "auto turns it on) and report the pose errors after a similarity alignment to the true poses, before and "
+        "after, and held-out PSNR with the true held-out poses mapped through that alignment (as BARF)",
     )
 
 
@@ -104,26 +120,101 @@ def jitter_appearance(scene: Scene, seed: int) -> Scene:
     return dataclasses.replace(scene, images=images)
 
 
+def scene_radius(scene: Scene) -> float:
+    """The scene's scale for pose errors: the median distance of the training cameras from the
+    centre of the scene box."""
+    centres = scene.cameras.c2w[scene.split("train"), :3, 3]
+    return float((centres - scene.aabb.float().mean(0)).norm(dim=1).median())
+
+
+def perturb_poses(scene: Scene, degrees: float, fraction: float, seed: int = PERTURB_SEED) -> Scene:
+    """`scene` with every training camera rotated by `degrees` about a random axis through its
+    centre and moved by `fraction` of `scene_radius` in a random direction (draws fixed by
+    `seed`); held-out cameras stay as they are."""
+    rng = np.random.default_rng(seed)
+    train = scene.split("train")
+    axes = rng.normal(size=(len(train), 3))
+    shifts = rng.normal(size=(len(train), 3))
+    omega = torch.from_numpy(axes / np.linalg.norm(axes, axis=1, keepdims=True) * np.radians(degrees)).float()
+    shift = torch.from_numpy(shifts / np.linalg.norm(shifts, axis=1, keepdims=True) * fraction * scene_radius(scene)).float()
+    c2w = scene.cameras.c2w.clone()
+    c2w[train] = c2w[train] @ se3_exp(torch.cat([omega, torch.zeros_like(omega)], dim=1))
+    c2w[train, :3, 3] += shift
+    return dataclasses.replace(scene, cameras=dataclasses.replace(scene.cameras, c2w=c2w))
+
+
+def _held_out_cameras(trainer: Trainer, truth: torch.Tensor | None) -> Scene:
+    """The scene to score held-out views on: as it is, or with `truth` `[N, 4, 4]` (the true
+    poses of every view, when the training poses were perturbed) mapped into the frame of the
+    training cameras as refined so far (the alignment of refined to true training poses)."""
+    scene = trainer.scene
+    if truth is None:
+        return scene
+    train, test = scene.split("train"), scene.split("test")
+    with torch.no_grad():
+        refined = trainer.training_cameras().c2w[train.to(trainer.device)].cpu().double().numpy()
+    similarity = align_poses(refined, truth[train].double().numpy())
+    cameras = into_estimate(dataclasses.replace(scene.cameras, c2w=truth.clone()), test, similarity)
+    return dataclasses.replace(scene, cameras=cameras)
+
+
+def _pose_report(args: argparse.Namespace, trainer: Trainer, given: Scene, truth: torch.Tensor) -> dict[str, Any]:
+    """Pose errors of the given (perturbed) and the refined training cameras against `truth`."""
+    train = given.split("train")
+    radius = scene_radius(dataclasses.replace(given, cameras=dataclasses.replace(given.cameras, c2w=truth)))
+    true = truth[train].double().numpy()
+    with torch.no_grad():
+        refined = trainer.training_cameras().c2w[train.to(trainer.device)].cpu().double().numpy()
+    degrees, fraction = args.perturb_poses
+    return {
+        "perturbation": {"rotation_deg": degrees, "translation_fraction": fraction, "seed": PERTURB_SEED, "scene_radius": round(radius, 4)},
+        "refine_poses": trainer.strategy("poses") is not None,
+        "pose_blur": trainer.config.pose_blur,
+        "before": pose_errors(given.cameras.c2w[train].double().numpy(), true, radius),
+        "after": pose_errors(refined, true, radius),
+    }
+
+
 def _budget_run(args: argparse.Namespace, out: str) -> dict[str, Any]:
-    """One budget run of `bench_train` into `out`; its results (see `bench_train`)."""
+    """One budget run of `bench_train` into `out`; its results (see `bench_train`). With
+    `--perturb-poses`, held-out views are scored with their true poses mapped into the refined
+    cameras' frame, and the results hold the pose errors ("poses")."""
     every = float("inf") if args.checkpoint_every is None else args.checkpoint_every  # no saves in the timing unless asked
-    config = config_from_args(args, out=out, budget=args.budget, checkpoint_every=every)
+    perturbing = args.perturb_poses is not None
+    refine = {"refine_poses": "on"} if perturbing and args.refine_poses == "auto" else {}
+    config = config_from_args(args, out=out, budget=args.budget, checkpoint_every=every, **refine)
     curve: list[list[float]] = []
     next_eval = [args.eval_every]
+    trained: list[Trainer] = []
+
+    scene, truth = None, None
+    if args.jitter_appearance is not None or perturbing:
+        scene = load_scene(config.data, config.downsample)
+    if args.jitter_appearance is not None:
+        scene = jitter_appearance(scene, args.jitter_appearance)
+    if perturbing:
+        truth = scene.cameras.c2w.clone()
+        scene = perturb_poses(scene, *args.perturb_poses)
 
     def evaluate_on_schedule(trainer: Trainer) -> None:
+        trained[:] = [trainer]
         if trainer.state.train_seconds < next_eval[0]:
             return
         views = evenly_spaced(trainer.scene.split("test"), args.eval_views)
-        result = evaluate_views(trainer.model, trainer.scene, views, with_ssim=False)
+        result = evaluate_views(trainer.model, _held_out_cameras(trainer, truth), views, with_ssim=False)
         curve.append([round(trainer.state.train_seconds, 2), round(result["psnr"], 3)])
         print(f"  t={trainer.state.train_seconds:6.1f}s  it={trainer.state.iteration:5d}  held-out PSNR {result['psnr']:.2f} dB", flush=True)
         next_eval[0] = trainer.state.train_seconds + args.eval_every
 
-    scene = None
-    if args.jitter_appearance is not None:
-        scene = jitter_appearance(load_scene(config.data, config.downsample), args.jitter_appearance)
-    metrics = train_run(config, overwrite=True, scene=scene, on_step=evaluate_on_schedule, final_eval_views=None)
+    # perturbed poses: the run's own final evaluation (metrics.json) is a short unaligned one
+    metrics = train_run(config, overwrite=True, scene=scene, on_step=evaluate_on_schedule, final_eval_views=10 if perturbing else None)
+    poses = None
+    if perturbing:
+        trainer = trained[0]
+        final = evaluate_views(trainer.model, _held_out_cameras(trainer, truth), trainer.scene.split("test"))
+        metrics = {**metrics, "psnr": final["psnr"], "ssim": final["ssim"], "num_views": final["num_views"]}
+        poses = _pose_report(args, trainer, scene, truth)
+        print(f"poses before: {poses['before']}\nposes after:  {poses['after']}", flush=True)
     curve.append([round(metrics["train_seconds"], 2), round(metrics["psnr"], 3)])
     return {
         "field": args.field,
@@ -136,6 +227,7 @@ def _budget_run(args: argparse.Namespace, out: str) -> dict[str, Any]:
         "num_views": metrics["num_views"],
         "appearance": metrics["appearance"],
         "jitter_appearance": None if args.jitter_appearance is None else {"seed": args.jitter_appearance, **APPEARANCE_JITTER},
+        "poses": poses,
         "curve": curve,
         "time_to_psnr": {str(t): time_to_psnr(curve, t) for t in (25.0, 28.0, 30.0, 31.0, 32.0)},
         "iterations": metrics["iterations"],

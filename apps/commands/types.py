@@ -189,6 +189,26 @@ def rank_list(text: str) -> str:
     return text
 
 
+#: --perturb-poses: the largest rotation (degrees) and translation (fraction of the scene radius)
+MAX_PERTURB_DEGREES, MAX_PERTURB_FRACTION = 45.0, 0.5
+
+
+def perturbation(text: str) -> tuple[float, float]:
+    """ROT_DEG,TRANS_FRAC: a rotation from 0 to `MAX_PERTURB_DEGREES` degrees and a translation
+    from 0 to `MAX_PERTURB_FRACTION` of the scene radius, e.g. 3,0.03."""
+    parts = text.split(",")
+    try:
+        degrees, fraction = (float(part) for part in parts) if len(parts) == 2 else (math.nan, math.nan)
+    except ValueError:
+        degrees = fraction = math.nan
+    if not (0.0 <= degrees <= MAX_PERTURB_DEGREES and 0.0 <= fraction <= MAX_PERTURB_FRACTION):
+        raise argparse.ArgumentTypeError(
+            f"must be ROT_DEG,TRANS_FRAC with degrees from 0 to {_number(MAX_PERTURB_DEGREES)} and a fraction of the "
+            f"scene radius from 0 to {_number(MAX_PERTURB_FRACTION)}, such as 3,0.03; got {text!r}"
+        )
+    return degrees, fraction
+
+
 def field_name(text: str) -> str:
     """A name of `fields.FIELDS` (vm, cp, trivec, ...)."""
     from fields import FIELDS

@@ -1,11 +1,12 @@
 """Scoring a model on held-out views: PSNR / SSIM (`metrics.py`), rendered views (`views.py`),
 the appearance codes of held-out views (`appearance.py`), per-rank scores of slimmable fields
-(`ranks.py`)."""
+(`ranks.py`), estimated camera poses against true ones (`poses.py`)."""
 
 from .appearance import APPEARANCE_MODES, appearance_protocol, fit_code
 from .metrics import psnr, ssim
+from .poses import align_poses, into_estimate, pose_errors
 from .ranks import evaluate_ranks, parse_ranks, rank_table, slimmable_field
-from .views import evaluate_views, evenly_spaced, normalized_depth, to_uint8
+from .views import at_most_pixels, evaluate_views, evenly_spaced, normalized_depth, to_uint8
 
 __all__ = [
     "APPEARANCE_MODES",
@@ -14,6 +15,7 @@ __all__ = [
     "psnr",
     "ssim",
     "evaluate_views",
+    "at_most_pixels",
     "evenly_spaced",
     "normalized_depth",
     "to_uint8",
@@ -21,4 +23,7 @@ __all__ = [
     "parse_ranks",
     "rank_table",
     "slimmable_field",
+    "align_poses",
+    "pose_errors",
+    "into_estimate",
 ]

@@ -5,16 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import dataclasses
+import math
+
 import imageio.v3 as iio
+import numpy as np
 import torch
 
 from data import Scene
+from data.images import resize_image, scaled_size
 from render import Model
 
 from .appearance import appearance_protocol, check_appearance_mode, fit_code
 from .metrics import psnr, ssim
 
-__all__ = ["evaluate_views", "evenly_spaced", "to_uint8"]
+__all__ = ["evaluate_views", "evenly_spaced", "to_uint8", "at_most_pixels"]
 
 
 def evenly_spaced(indices: torch.Tensor, count: int | None) -> torch.Tensor:
@@ -22,6 +27,21 @@ def evenly_spaced(indices: torch.Tensor, count: int | None) -> torch.Tensor:
     if count is None or count >= len(indices):
         return indices
     return indices[torch.linspace(0, len(indices) - 1, count).round().long()]
+
+
+def at_most_pixels(scene: Scene, indices: torch.Tensor, pixels: int) -> tuple[Scene, float]:
+    """`scene` with the images `indices [K]` (the others dropped from memory: zeros) resized, by
+    the same Lanczos filter as the loaders, so that each has at most `pixels` pixels, and its
+    cameras scaled to match; and the factor (1.0 and `scene` itself when they are small enough)."""
+    factor = min(1.0, math.sqrt(pixels / (scene.width * scene.height)))
+    if factor >= 1.0:
+        return scene, 1.0
+    width, height = scaled_size(scene.width, scene.height, factor)
+    images = torch.zeros(len(scene.images), height, width, 3, dtype=torch.uint8)
+    for index in indices.tolist():
+        images[index] = torch.from_numpy(np.ascontiguousarray(resize_image(scene.images[index].numpy(), (width, height))))
+    cameras = dataclasses.replace(scene.cameras.scaled(factor), width=width, height=height)
+    return dataclasses.replace(scene, images=images, cameras=cameras, alpha=None, downsample=scene.downsample / factor), factor
 
 
 def to_uint8(image: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,9 @@
 
 A checkpoint holds a `render.Model` (field, occupancy grid, render settings) and the training
 state. Layout: tensors `field.*` (field state), `grid.*` (occupancy grid), `optim.<param>.<key>`
-(optimizer state, optional); metadata key "tensorfields" holds JSON with the format version,
+(optimizer state, optional), `state.<strategy>.<key>` (tensors of a training strategy's state,
+such as pose refinement's corrections: the JSON holds `{"tensor": "state.<strategy>.<key>"}` in
+their place); metadata key "tensorfields" holds JSON with the format version,
 field name and config, render settings, training state (the loop's counters and each training
 strategy's state) and the optimizer's param groups. Loading never unpickles.
 
@@ -90,8 +92,9 @@ def _serialize(checkpoint: Checkpoint, compact: bool, half: bool) -> tuple[dict[
         "field": model.field.name,
         "field_config": model.field.config(),
         "render": model.settings.to_dict(),
-        "train_state": checkpoint.train_state,
     }
+    header["train_state"], state_tensors = _split_state_tensors(checkpoint.train_state)
+    tensors.update(state_tensors)
     if compact:
         occupied = model.grid.occupied.cpu()
         tensors["grid.aabb"] = model.grid.aabb
@@ -106,6 +109,42 @@ def _serialize(checkpoint: Checkpoint, compact: bool, half: bool) -> tuple[dict[
                     tensors[f"optim.{param_id}.{key}"] = torch.as_tensor(value)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     return tensors, {"tensorfields": json.dumps(header)}
+
+
+def _split_state_tensors(train_state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """`train_state` with each tensor of a strategy's state replaced by `{"tensor": name}`, and
+    those tensors by name (`state.<strategy>.<key>`)."""
+    strategies = train_state.get("strategies")
+    if not isinstance(strategies, dict):
+        return train_state, {}
+    tensors: dict[str, torch.Tensor] = {}
+    split: dict[str, Any] = {}
+    for strategy, state in strategies.items():
+        split[strategy] = {}
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                name = f"state.{strategy}.{key}"
+                tensors[name] = value
+                value = {"tensor": name}
+            split[strategy][key] = value
+    return {**train_state, "strategies": split}, tensors
+
+
+def _join_state_tensors(train_state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The inverse of `_split_state_tensors`: each `{"tensor": name}` of a strategy's state replaced
+    by the file's tensor `name` (`Invalid` when the file lacks it)."""
+    strategies = train_state.get("strategies")
+    if not isinstance(strategies, dict):
+        return train_state
+    joined: dict[str, Any] = {}
+    for strategy, state in strategies.items():
+        joined[strategy] = dict(state)
+        for key, value in state.items():
+            if isinstance(value, dict) and set(value) == {"tensor"}:
+                if value["tensor"] not in tensors:
+                    raise Invalid(f"train_state.strategies.{strategy}.{key}", f"names tensor {value['tensor']!r}, which the file does not hold")
+                joined[strategy][key] = tensors[value["tensor"]]
+    return {**train_state, "strategies": joined}
 
 
 def checkpoint_nbytes(checkpoint: Checkpoint, compact: bool = True, half: bool = False) -> int:
@@ -204,6 +243,7 @@ def _load(handle: Any, text: str, device: torch.device | str) -> Checkpoint:
     _built(lambda: field.load_state_dict(_section(tensors, "field.")), "field", "does not load")
     grid = _built(lambda: _load_grid(_section(tensors, "grid."), header, device), "grid", "does not load")
     settings = _built(lambda: RenderSettings.from_dict(header["render"]), "render", "not render settings")
+    train_state = _join_state_tensors(train_state, _section(tensors, ""))
     optimizer_state = None
     if "optimizer_groups" in header:
         state: dict[int, dict[str, torch.Tensor]] = {}

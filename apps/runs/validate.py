@@ -64,9 +64,9 @@ _REALS = {"F64", "F32", "F16", "BF16", "I8", "I16", "I32", "I64", "U8", "U16", "
 _ADAM_KEYS = ("step", "exp_avg", "exp_avg_sq")
 #: known training-state entries (the loop's and the strategies'; older checkpoints keep them in
 #: one flat dict) and what each must be; other entries are kept as they are
-_COUNTERS = ("iteration", "upsamples_done", "shrinks_done", "last_rank_increment")
+_COUNTERS = ("iteration", "upsamples_done", "shrinks_done", "last_rank_increment", "adam_step")
 _AMOUNTS = ("train_seconds", "last_lr_reset")
-_FLAGS = ("shrunk", "placed", "coarse")
+_FLAGS = ("shrunk", "placed", "coarse", "blur_done")
 _OPTIONAL_NUMBERS = ("previous_loss",)
 
 
@@ -155,10 +155,10 @@ def _expect(info: TensorInfo, where: str, shape: tuple[int, ...], dtypes: tuple[
 
 # --- tensors: names, shapes, dtypes ---------------------------------------------------------
 def check_names(tensors: dict[str, TensorInfo]) -> None:
-    """Every tensor is a `field.*`, `grid.*` or `optim.*` one."""
+    """Every tensor is a `field.*`, `grid.*`, `optim.*` or `state.*` one."""
     for key in tensors:
-        if not key.startswith(("field.", "grid.", "optim.")):
-            raise Invalid(key, "unexpected tensor (a checkpoint holds field.*, grid.* and optim.* tensors)")
+        if not key.startswith(("field.", "grid.", "optim.", "state.")):
+            raise Invalid(key, "unexpected tensor (a checkpoint holds field.*, grid.*, optim.* and state.* tensors)")
 
 
 def check_field_layout(tensors: dict[str, TensorInfo], expected: dict[str, tuple[int, ...]], field_name: str) -> None:

@@ -22,7 +22,16 @@ from ..commands import types as flag_types
 if TYPE_CHECKING:
     from data import Scene
 
-__all__ = ["TrainConfig", "flag", "add_flags", "config_from_args", "uses_appearance_codes", "uses_contraction", "PHOTO_KINDS"]
+__all__ = [
+    "TrainConfig",
+    "flag",
+    "add_flags",
+    "config_from_args",
+    "uses_appearance_codes",
+    "uses_contraction",
+    "refines_poses",
+    "PHOTO_KINDS",
+]
 
 #: scene kinds whose images are photos (a COLMAP project; a transforms.json, as photo folders and
 #: videos become after SfM, unless its images have alpha: then they are renders)
@@ -64,6 +73,8 @@ class TrainConfig:
     appearance: "on", "off" or "auto", per-image appearance codes (see `uses_appearance_codes`).
     contraction: "on", "off" or "auto", the scene contraction of unbounded scenes (see
         `uses_contraction`).
+    refine_poses: "on", "off" or "auto", joint pose refinement (see `refines_poses`); pose_blur:
+        its coarse-to-fine filtering, "on" or "off" (`strategies.PoseRefinement`).
     """
 
     data: str = dataclasses.field(
@@ -148,6 +159,25 @@ class TrainConfig:
             "videos and COLMAP projects that look around an object, off for Blender scenes, scenes with "
             "alpha masks and forward-facing captures, which keep their box or NDC)",
             choices=["auto", "on", "off"],
+        ),
+    )
+    refine_poses: str = dataclasses.field(
+        default="off",
+        metadata=flag(
+            "optimize a correction of every training camera's pose with the field, with a coarse-to-fine "
+            "schedule (Cheng et al. 2024); the refined poses are saved in the run (transforms.json) and used by "
+            "view, render and export-mesh (auto: on for SfM poses, i.e. photo folders, videos and COLMAP projects; "
+            "off for Blender, LLFF and scenes with alpha masks; default: off for now, as its shaded samples take "
+            "the pure-torch path, several times slower on the CPU, and its gain is not measured yet)",
+            choices=["auto", "on", "off"],
+        ),
+    )
+    pose_blur: str = dataclasses.field(
+        default="on",
+        metadata=flag(
+            "with pose refinement: blur the field's factors and the target images during the first third of "
+            "the run (on, the paper's schedule), or refine without it (off, for comparison)",
+            choices=["on", "off"],
         ),
     )
     checkpoint_every: float | None = dataclasses.field(
@@ -242,3 +272,12 @@ def uses_contraction(config: TrainConfig, scene: Scene) -> bool:
     if config.contraction != "auto":
         return config.contraction == "on"
     return not scene.ndc and scene.kind in PHOTO_KINDS and scene.alpha is None
+
+
+def refines_poses(config: TrainConfig, scene: Scene) -> bool:
+    """Whether a run of `config` on `scene` refines its camera poses: `--refine-poses on` or off,
+    or for auto, whether the poses come from structure from motion (`PHOTO_KINDS` without alpha
+    masks: photo folders, videos, COLMAP projects), not from a renderer or LLFF's release."""
+    if config.refine_poses != "auto":
+        return config.refine_poses == "on"
+    return scene.kind in PHOTO_KINDS and scene.alpha is None

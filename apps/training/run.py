@@ -18,7 +18,7 @@ from data import Scene, load_scene, scene_summary
 from fields import Slimmable
 from fields.appearance import codes_of
 
-from ..evaluate import evaluate_views, evenly_spaced
+from ..evaluate import at_most_pixels, evaluate_views, evenly_spaced
 from ..runs import CHECKPOINT_NAME, claim_run_folder, write_json, writing
 from .config import TrainConfig
 from .trainer import Trainer, TrainingDiverged
@@ -27,6 +27,9 @@ __all__ = ["train_run", "RunInterrupted", "checkpoint_interval"]
 
 #: views rendered for the metrics written at the end of training (`eval` scores a whole split)
 FINAL_EVAL_VIEWS = 10
+#: larger held-out views are scored downscaled to this many pixels at the end of training
+#: (about 800x600; `eval` scores them at full size): a 1600x1200 photo took minutes per view
+FINAL_EVAL_PIXELS = 480_000
 #: the shortest and longest default checkpoint interval (seconds), and the run's share of it
 CHECKPOINT_EVERY_MIN, CHECKPOINT_EVERY_MAX, CHECKPOINT_EVERY_FRACTION = 5.0, 60.0, 0.1
 
@@ -164,8 +167,18 @@ def _train(
     trainer.save()  # before the evaluation, which takes a while: a kill there loses no training
     held_out = scene.split("test")
     kept = f"the trained checkpoint is saved in {out}; `tensorfields eval {out}` scores it"
+    started = time.perf_counter()
+    views = evenly_spaced(held_out, final_eval_views)
+    scored, factor = at_most_pixels(scene, views, FINAL_EVAL_PIXELS)
     with writing(out / "renders", kept):
-        result = evaluate_views(trainer.model, scene, evenly_spaced(held_out, final_eval_views), out / "renders")
+        result = evaluate_views(trainer.model, scored, views, out / "renders")
+    seconds = time.perf_counter() - started
+    width, height = result["resolution"]
+    share = seconds / max(trainer.state.train_seconds, 1e-9)
+    views = f"{result['num_views']} held-out views at {width}x{height}"
+    if factor < 1.0:
+        views += f" (downscaled from {scene.width}x{scene.height}; `tensorfields eval {out}` scores full size)"
+    log(f"final evaluation: {views} rendered and scored in {seconds:.1f} s ({share:.0%} of the training time)")
     metrics = {
         "psnr": result["psnr"],
         "ssim": result["ssim"],
@@ -175,6 +188,7 @@ def _train(
         "appearance": result["appearance"],
         "iterations": trainer.state.iteration,
         "train_seconds": round(trainer.state.train_seconds, 2),
+        "eval_seconds": round(seconds, 2),
         "num_parameters": trainer.field.num_parameters(),
         "nbytes": trainer.field.nbytes(),
         **_rank_metrics(trainer),

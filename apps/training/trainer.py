@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from data import RayBatcher, Scene
+from data import Cameras, PixelBatch, RayBatcher, Scene
 from fields import Field, field_class, render_step_size
 from fields.appearance import codes_of
 from render import CONTRACTED_AABB, NDC, Contraction, Model, OccupancyGrid, RenderSettings, camera_rays, foreground_ball
@@ -155,6 +155,14 @@ class Trainer:
         """The step of training batches: the field's render step times the strategies' factors."""
         return render_step_size(self.field, self.config.step_ratio) * math.prod(s.step_scale(self) for s in self.strategies)
 
+    def training_cameras(self) -> Cameras:
+        """The cameras training rays are cast from: the scene's, through every strategy's
+        `cameras` hook (pose refinement corrects them, differentiably)."""
+        cameras = self.cameras
+        for strategy in self.strategies:
+            cameras = strategy.cameras(self, cameras)
+        return cameras
+
     def update_step_size(self) -> None:
         self.model.settings.step_size = self.step_size()
 
@@ -195,12 +203,16 @@ class Trainer:
         """One optimization step and the strategies' hooks; returns loss, psnr (of the batch),
         rays/s, samples per ray and the events of this step."""
         start = time.perf_counter()
+        self.broadcast("before_step")
         batch = self.batcher.next()
         code = self.code_of_image[batch.camera_indices] if codes_of(self.field) is not None else None
-        rays = camera_rays(self.cameras, batch.camera_indices, batch.x, batch.y, self.ndc, code)
+        rays = camera_rays(self.training_cameras(), batch.camera_indices, batch.x, batch.y, self.ndc, code)
         output = self.model(rays, self._batch_settings(), jitter=True, generator=self.generator)
-        mse = torch.mean((output.rgb - batch.rgb) ** 2)
-        loss = mse + sum(self.field.regularization().values(), mse.new_zeros(()))
+        target, weights = self._targets(batch)
+        error = (output.rgb - target) ** 2
+        mse = torch.mean(error)
+        fit = mse if weights is None else torch.mean(error * weights[:, None])
+        loss = fit + sum(self.field.regularization().values(), mse.new_zeros(()))
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss became {loss.item()} at iteration {self.state.iteration + 1}")
         self.optimizer.zero_grad(set_to_none=True)
@@ -222,6 +234,14 @@ class Trainer:
             "samples_per_ray": output.num_samples / len(rays),
             "events": events,
         }
+
+    def _targets(self, batch: PixelBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The colours `[B, 3]` the batch's render is compared with and the rays' loss weights
+        (`[B]`, or None): the batch's pixels, through every strategy's `targets` hook."""
+        rgb, weights = batch.rgb, None
+        for strategy in self.strategies:
+            rgb, weights = strategy.targets(self, batch, rgb, weights)
+        return rgb, weights
 
     def _set_learning_rates(self) -> None:
         scale = math.prod(s.lr_scale(self) for s in self.strategies)
@@ -260,13 +280,18 @@ class Trainer:
         return Checkpoint(Model(model.field, model.grid, settings), train_state, self.optimizer.state_dict())
 
     def save(self) -> Path:
-        """Write the checkpoint and config.json atomically; returns the checkpoint path. A failed
+        """Write the checkpoint, config.json (whose training cameras are `training_cameras()`) and
+        the strategies' `records` atomically; returns the checkpoint path. A failed
         write raises `runs.RunWriteError` naming the file and the reason ("No space left on
         device"); the previous checkpoint stays as it was."""
         path, config_path = self.out / CHECKPOINT_NAME, self.out / "config.json"
+        with torch.no_grad():
+            scene = replace(self.scene, cameras=self.training_cameras().to("cpu"))
+            records = {name: payload for s in self.strategies for name, payload in s.records(self).items()}
         writes = (
             (path, lambda: save_checkpoint(path, self.checkpoint())),
-            (config_path, lambda: write_json(config_path, {"train": self.config.to_dict(), "scene": scene_info(self.scene)})),
+            (config_path, lambda: write_json(config_path, {"train": self.config.to_dict(), "scene": scene_info(scene)})),
+            *((self.out / name, lambda name=name, payload=payload: write_json(self.out / name, payload)) for name, payload in records.items()),
         )
         for target, write in writes:
             if path.is_file():

@@ -27,7 +27,7 @@ from cuda_ext import trivec_neighbors, trivec_sample
 
 from ..appearance import APPEARANCE_CODE_DIM
 from ..base import Field, SceneBox
-from ..factors import resize_line
+from ..factors import blur_factor, resize_line
 from ..head import FeatureHead, head_state_shapes
 from ..slimming import RankOrdered, active_components
 from ..tensorf.grid import LR_FACTORS, LR_NETWORK, resolution_for_voxels
@@ -219,6 +219,7 @@ class TriVecField(RankOrdered, FeatureHead, Field):
         self.neighbors = neighbors
         self.init_scale = init_scale
         self.reg_weights = {"l1": 0.0, "tv_density": 0.0, "tv_appearance": 0.0}
+        self.blur: tuple[float, float] | None = None  # (density, appearance) sigmas in world units; see `set_blur`
         half, step = scale_sizes(self.aabb, scales, half_sizes, spacings)
         if lengths is None:
             lengths = self._lengths_for(resolution_for_voxels(128**3, self.aabb) if resolution is None else resolution, half)
@@ -327,9 +328,29 @@ class TriVecField(RankOrdered, FeatureHead, Field):
         scale = mask.expand(3, -1) if every_line else torch.cat([mask[None], torch.ones_like(mask).expand(2, -1)])
         return lines * scale[None, :, :, None]
 
+    def set_blur(self, sigma_voxels: float | None, density_scale: float = 1.0) -> None:
+        """Blur every local tensor's lines by a Gaussian of `sigma_voxels` voxels of the finest
+        scale (`voxel_size`; the same width in world units at every scale), the density lines by
+        `sigma_voxels * density_scale`; None: sharp again (`fields.base.Blurrable`)."""
+        if sigma_voxels is None:
+            self.blur = None
+            return
+        world = sigma_voxels * float(self.voxel_size[0])
+        self.blur = (world * density_scale, world)
+
+    def _blurred(self, scale: TriVecScale, lines: torch.Tensor, density: bool) -> torch.Tensor:
+        """`lines [T, 3, R, L]` of `scale` as lookups see them: blurred along their grid points
+        (spacing 2 h_s / (L_s - 1)) while `set_blur` is active, else themselves."""
+        sigma = None if self.blur is None else self.blur[0 if density else 1]
+        if not sigma:
+            return lines
+        return blur_factor(lines, sigma * (scale.length - 1) / (2.0 * scale.half_size), (3,))
+
     # --- Field interface ---------------------------------------------------------------
     def _sigma(self, x: torch.Tensor, slots: list[Slots]) -> torch.Tensor:
-        feature = sum(trivec_sample(self._masked(s.density_lines), *sl, reduce=True) for s, sl in zip(self.scales, slots))
+        feature = sum(
+            trivec_sample(self._masked(self._blurred(s, s.density_lines, True)), *sl, reduce=True) for s, sl in zip(self.scales, slots)
+        )
         covered = torch.stack([sl.index[:, 0] >= 0 for sl in slots]).any(dim=0)
         inside = ((x >= self.aabb[0]) & (x <= self.aabb[1])).all(dim=-1)
         sigma = self._activate_density(feature)
@@ -337,7 +358,8 @@ class TriVecField(RankOrdered, FeatureHead, Field):
 
     def _appearance(self, slots: list[Slots]) -> torch.Tensor:
         features = sum(
-            s.basis.weight @ trivec_sample(self._masked(s.app_lines), *sl, reduce=False) for s, sl in zip(self.scales, slots)
+            s.basis.weight @ trivec_sample(self._masked(self._blurred(s, s.app_lines, False)), *sl, reduce=False)
+            for s, sl in zip(self.scales, slots)
         )
         return features.t()
 

@@ -55,15 +55,17 @@ class CPField(TensorGridField):
         return [self.appearance_components]
 
     def _density_feature(self, xn: torch.Tensor) -> torch.Tensor:
-        return self._sample(self.density_line, xn, reduce=True)
+        return self._sample(self.density_line, xn, reduce=True, density=True)
 
     def _appearance_feature(self, xn: torch.Tensor) -> torch.Tensor:
-        return self._sample(self.app_line, xn, reduce=False)
+        return self._sample(self.app_line, xn, reduce=False, density=False)
 
-    def _sample(self, lines: nn.ParameterList, xn: torch.Tensor, reduce: bool) -> torch.Tensor:
+    def _sample(self, lines: nn.ParameterList, xn: torch.Tensor, reduce: bool, density: bool) -> torch.Tensor:
         """Products of the three lines `[R, N]` at normalized points `xn [N, 3]`, or their sum `[N]`
-        (the rank mask scales the X line, so each product is scaled once)."""
-        return cp_sample([self._masked(lines[0]), lines[1], lines[2]], xn.contiguous(), reduce)
+        (the rank mask scales the X line, so each product is scaled once; `density` says which
+        blur applies, see `set_blur`)."""
+        x, y, z = (self._blurred(line, density) for line in lines)
+        return cp_sample([self._masked(x), y, z], xn.contiguous(), reduce)
 
     def _slimmed_config(self, rank: int) -> dict:
         return {

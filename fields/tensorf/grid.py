@@ -16,7 +16,7 @@ from torch import nn
 
 from ..appearance import APPEARANCE_CODE_DIM
 from ..base import Field, SceneBox
-from ..factors import total_variation
+from ..factors import blur_factor, total_variation
 from ..head import FeatureHead
 from ..slimming import RankOrdered, active_components
 
@@ -72,6 +72,7 @@ class TensorGridField(RankOrdered, FeatureHead, Field):
         self.density_components = density_components
         self.appearance_components = appearance_components
         self.reg_weights = {"l1": 0.0, "tv_density": 0.0, "tv_appearance": 0.0}
+        self.blur: tuple[float, float] | None = None  # (density, appearance) sigmas in voxels; see `set_blur`
         self._build_factors()
         self.basis = nn.Linear(self._appearance_width(), appearance_dim, bias=False)
         self._init_head(appearance_dim, decoder, decoder_pe, density_shift, distance_scale, appearance_codes, appearance_code_dim)
@@ -120,6 +121,18 @@ class TensorGridField(RankOrdered, FeatureHead, Field):
         """`factor [1, R, ...]` with its components above the active rank scaled by `rank_epsilon`."""
         mask = self.rank_mask(factor.shape[1], factor)
         return factor if mask is None else factor * mask.view(1, -1, *([1] * (factor.dim() - 2)))
+
+    def set_blur(self, sigma_voxels: float | None, density_scale: float = 1.0) -> None:
+        """Blur every lookup's factors by a Gaussian of `sigma_voxels` (the density factors by
+        `sigma_voxels * density_scale`); None: sharp again (`fields.base.Blurrable`)."""
+        self.blur = None if sigma_voxels is None else (sigma_voxels * density_scale, sigma_voxels)
+
+    def _blurred(self, factor: torch.Tensor, density: bool) -> torch.Tensor:
+        """`factor` (a plane `[1, R, H, W]` or a line `[1, R, L, 1]`) as lookups see it: blurred
+        along its grid axes while `set_blur` is active (a line's axis of size 1 stays as it is),
+        else itself."""
+        sigma = None if self.blur is None else self.blur[0 if density else 1]
+        return blur_factor(factor, sigma, (2, 3)) if sigma else factor
 
     # --- Field interface ---------------------------------------------------------------
     def normalize(self, x: torch.Tensor) -> torch.Tensor:

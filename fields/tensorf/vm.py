@@ -65,15 +65,20 @@ class VMField(TensorGridField):
         return list(self.appearance_components)
 
     def _density_feature(self, xn: torch.Tensor) -> torch.Tensor:
-        return self._sample(self.density_plane, self.density_line, xn, reduce=True)
+        return self._sample(self.density_plane, self.density_line, xn, reduce=True, density=True)
 
     def _appearance_feature(self, xn: torch.Tensor) -> torch.Tensor:
-        return self._sample(self.app_plane, self.app_line, xn, reduce=False)
+        return self._sample(self.app_plane, self.app_line, xn, reduce=False, density=False)
 
-    def _sample(self, planes: nn.ParameterList, lines: nn.ParameterList, xn: torch.Tensor, reduce: bool) -> torch.Tensor:
+    def _sample(
+        self, planes: nn.ParameterList, lines: nn.ParameterList, xn: torch.Tensor, reduce: bool, density: bool
+    ) -> torch.Tensor:
         """Plane x line products `[sum R_i, N]` at normalized points `xn [N, 3]`, or their sum `[N]`
-        (the rank mask scales the lines, so each product is scaled once)."""
-        return vm_sample(list(planes), [self._masked(line) for line in lines], xn.contiguous(), reduce)
+        (the rank mask scales the lines, so each product is scaled once; `density` says which
+        blur applies, see `set_blur`)."""
+        planes_seen = [self._blurred(plane, density) for plane in planes]
+        lines_seen = [self._masked(self._blurred(line, density)) for line in lines]
+        return vm_sample(planes_seen, lines_seen, xn.contiguous(), reduce)
 
     def _slimmed_config(self, rank: int) -> dict:
         return {

@@ -38,7 +38,11 @@ def test_lego_psnr_rises_well_above_start(tmp_path: Path) -> None:
 
 def test_train_run_writes_run_folder(sphere_scene: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    metrics = train_run(small_config(sphere_scene, out), log=lambda _: None)
+    lines: list[str] = []
+    metrics = train_run(small_config(sphere_scene, out), log=lines.append)
+    timing = [line for line in lines if line.startswith("final evaluation: 2 held-out views at 40x30 rendered and scored in")]
+    assert len(timing) == 1 and "of the training time" in timing[0]
+    assert 0 < metrics["eval_seconds"] < 60
     for name in ("checkpoint.safetensors", "config.json", "metrics.json"):
         assert (out / name).is_file(), name
     assert sorted(p.suffix for p in (out / "renders").iterdir()) == [".png"] * 4  # 2 held-out views + depth
@@ -136,3 +140,19 @@ def test_forward_facing_box_holds_every_ray_through_the_shrinks(tmp_path: Path) 
     fitted = torch.stack([torch.maximum(fitted[0], scene.aabb[0]), torch.minimum(fitted[1], scene.aabb[1])])
     assert (box[0] <= fitted[0] + 1e-4).all() and (box[1] >= fitted[1] - 1e-4).all()
     assert (fitted[0] - box[0] <= voxel + 1e-4).all() and (box[1] - fitted[1] <= voxel + 1e-4).all()  # snapped to the grid
+
+
+def test_large_held_out_views_are_scored_downscaled_at_the_end(sphere_scene: Path) -> None:
+    from apps.evaluate import at_most_pixels
+    from data.images import resize_image
+
+    scene = load_scene(sphere_scene)  # 40x30
+    views = scene.split("test")
+    same, factor = at_most_pixels(scene, views, 40 * 30)
+    assert same is scene and factor == 1.0
+    small, factor = at_most_pixels(scene, views, 300)
+    assert factor == pytest.approx(0.5) and (small.width, small.height) == (20, 15)
+    assert small.cameras.fx[0] == pytest.approx(0.5 * float(scene.cameras.fx[0]))
+    index = int(views[0])
+    expected = resize_image(scene.images[index].numpy(), (20, 15))
+    assert torch.equal(small.images[index], torch.from_numpy(expected))

@@ -1,14 +1,16 @@
 """Training methods as strategies with uniform hooks (`base.Strategy`), one file each:
 TensoRF's schedule (`tensorf.py`), Strivec's placement (`strivec.py`), SlimmeRF's TRaIn
-(`rank_incrementation.py`). `strategies_for` picks the ones a run needs, in hook order."""
+(`rank_incrementation.py`), joint pose refinement (`poses.py`). `strategies_for` picks the ones a
+run needs, in hook order."""
 
 from __future__ import annotations
 
 from data import Scene
 from fields import Placeable, field_class
 
-from ..config import TrainConfig
+from ..config import TrainConfig, refines_poses
 from .base import Strategy
+from .poses import PoseRefinement
 from .rank_incrementation import LOW_RANK_STEP_FACTOR, RankIncrementation, TRaIn
 from .strivec import FADE_UPDATES, PLACEMENT_DISTILL_STEPS, SETTLE_UPSAMPLES, StrivecPlacement
 from .tensorf import TensoRFSchedule, default_grid, regularization_weights
@@ -19,6 +21,7 @@ __all__ = [
     "StrivecPlacement",
     "TRaIn",
     "RankIncrementation",
+    "PoseRefinement",
     "strategies_for",
     "default_grid",
     "regularization_weights",
@@ -31,8 +34,10 @@ __all__ = [
 
 def strategies_for(config: TrainConfig, scene: Scene) -> list[Strategy]:
     """The strategies of a run, in the order their hooks run: placement for `Placeable` fields,
-    TRaIn with `--slimmable` (its rank step comes before the schedule's shrink), TensoRF's schedule."""
-    strategies: list[Strategy] = []
+    TRaIn with `--slimmable` (its rank step comes before the schedule's shrink), TensoRF's schedule;
+    pose refinement (`refines_poses`) first, so that the field is sharp again when the schedule
+    updates the occupancy grid."""
+    strategies: list[Strategy] = [PoseRefinement(config, scene)] if refines_poses(config, scene) else []
     if issubclass(field_class(config.field), Placeable):
         strategies.append(StrivecPlacement(config, scene))
     if config.slimmable:

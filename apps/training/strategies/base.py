@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import torch
+
+    from data import Cameras, PixelBatch
     from fields import Field
 
     from ..trainer import Trainer
@@ -37,6 +40,23 @@ class Strategy:
     def on_start(self, trainer: Trainer, resumed: bool) -> list[str]:
         """The trainer is built (a new run, or `resumed` from a checkpoint)."""
         return []
+
+    def before_step(self, trainer: Trainer) -> None:
+        """Before the batch of step `trainer.state.iteration + 1` is drawn and rendered."""
+
+    def cameras(self, trainer: Trainer, cameras: Cameras) -> Cameras:
+        """The cameras training rays are cast from, given `cameras` as the strategies before this
+        one left them (the scene's to begin with); the run records the result as its training
+        cameras. Pose refinement returns them corrected, differentiably."""
+        return cameras
+
+    def targets(
+        self, trainer: Trainer, batch: PixelBatch, rgb: torch.Tensor, weights: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What the batch's rendered colours are compared with, `rgb [B, 3]`, and the rays' loss
+        weights `[B]` (None: all 1), given them as the strategies before this one left them
+        (the batch's pixels and None to begin with)."""
+        return rgb, weights
 
     def after_step(self, trainer: Trainer, loss: float) -> list[str]:
         """After optimizer step `trainer.state.iteration`, whose batch colour loss was `loss`."""
@@ -73,7 +93,12 @@ class Strategy:
         return []
 
     # --- persistence ----------------------------------------------------------------------
+    def records(self, trainer: Trainer) -> dict[str, dict[str, Any]]:
+        """JSON files (name -> content) the run folder keeps beside the checkpoint, written with it."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
+        """This method's state: JSON values, or tensors (saved as checkpoint tensors)."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -1,0 +1,80 @@
+"""Scoring estimated camera poses against true ones, as BARF does: the similarity that best maps
+the estimated camera centres onto the true ones (Umeyama), the rotation and translation errors
+left after it, and held-out cameras mapped into the estimate's frame to render them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from data import Cameras
+
+__all__ = ["umeyama", "Similarity", "align_poses", "pose_errors", "into_estimate"]
+
+
+def umeyama(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """The similarity (s, R, t) minimizing |s R source + t - target|^2 (Umeyama 1991), `[N, 3]` each."""
+    mean_s, mean_t = source.mean(0), target.mean(0)
+    cov = (target - mean_t).T @ (source - mean_s) / len(source)
+    u, d, vt = np.linalg.svd(cov)
+    sign = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+    rotation = u @ sign @ vt
+    scale = np.trace(np.diag(d) @ sign) / ((source - mean_s) ** 2).sum(1).mean()
+    return scale, rotation, mean_t - scale * rotation @ mean_s
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """x -> scale * rotation @ x + shift, from an estimate's frame to the true one."""
+
+    scale: float
+    rotation: np.ndarray  # [3, 3]
+    shift: np.ndarray  # [3]
+
+    def apply(self, c2w: np.ndarray) -> np.ndarray:
+        """Camera-to-world matrices `[N, 4, 4]` of the estimate's frame in the true one."""
+        out = c2w.copy()
+        out[:, :3, :3] = self.rotation @ c2w[:, :3, :3]
+        out[:, :3, 3] = self.scale * c2w[:, :3, 3] @ self.rotation.T + self.shift
+        return out
+
+    def invert(self, c2w: np.ndarray) -> np.ndarray:
+        """Camera-to-world matrices `[N, 4, 4]` of the true frame in the estimate's."""
+        out = c2w.copy()
+        out[:, :3, :3] = self.rotation.T @ c2w[:, :3, :3]
+        out[:, :3, 3] = (c2w[:, :3, 3] - self.shift) @ self.rotation / self.scale
+        return out
+
+
+def align_poses(estimate: np.ndarray, truth: np.ndarray) -> Similarity:
+    """The similarity that best maps the camera centres of `estimate [N, 4, 4]` onto those of
+    `truth [N, 4, 4]` (camera-to-world matrices)."""
+    return Similarity(*umeyama(estimate[:, :3, 3], truth[:, :3, 3]))
+
+
+def pose_errors(estimate: np.ndarray, truth: np.ndarray, radius: float) -> dict[str, float]:
+    """Errors of camera-to-world `estimate [N, 4, 4]` against `truth [N, 4, 4]` after
+    `align_poses`: mean and largest rotation error (degrees) and mean translation error, in
+    world units and as a fraction of `radius` (the scene's scale)."""
+    aligned = align_poses(estimate, truth).apply(estimate)
+    relative = np.transpose(truth[:, :3, :3], (0, 2, 1)) @ aligned[:, :3, :3]
+    cosine = np.clip((np.trace(relative, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)
+    degrees = np.degrees(np.arccos(cosine))
+    distance = np.linalg.norm(aligned[:, :3, 3] - truth[:, :3, 3], axis=1)
+    return {
+        "rotation_deg": float(degrees.mean()),
+        "rotation_deg_max": float(degrees.max()),
+        "translation": float(distance.mean()),
+        "translation_fraction": float(distance.mean() / radius),
+    }
+
+
+def into_estimate(cameras: Cameras, views: torch.Tensor, similarity: Similarity) -> Cameras:
+    """`cameras` with those of `views` (true poses) moved into the estimate's frame, where a
+    field trained on the estimated poses renders them (BARF's evaluation of held-out views)."""
+    c2w = cameras.c2w.clone()
+    moved = similarity.invert(c2w[views].double().cpu().numpy())
+    c2w[views] = torch.from_numpy(moved).to(c2w)
+    return replace(cameras, c2w=c2w)
