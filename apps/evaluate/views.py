@@ -39,7 +39,7 @@ def at_most_pixels(scene: Scene, indices: torch.Tensor, pixels: int) -> tuple[Sc
     width, height = scaled_size(scene.width, scene.height, factor)
     images = torch.zeros(len(scene.images), height, width, 3, dtype=torch.uint8)
     for index in indices.tolist():
-        images[index] = torch.from_numpy(np.ascontiguousarray(resize_image(scene.images[index].numpy(), (width, height))))
+        images[index] = torch.from_numpy(np.array(resize_image(scene.images[index].numpy(), (width, height))))
     cameras = dataclasses.replace(scene.cameras.scaled(factor), width=width, height=height)
     return dataclasses.replace(scene, images=images, cameras=cameras, alpha=None, downsample=scene.downsample / factor), factor
 

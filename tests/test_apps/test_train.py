@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import FERN, LEGO, requires_fern, requires_lego, small_config
@@ -155,4 +156,4 @@ def test_large_held_out_views_are_scored_downscaled_at_the_end(sphere_scene: Pat
     assert small.cameras.fx[0] == pytest.approx(0.5 * float(scene.cameras.fx[0]))
     index = int(views[0])
     expected = resize_image(scene.images[index].numpy(), (20, 15))
-    assert torch.equal(small.images[index], torch.from_numpy(expected))
+    assert torch.equal(small.images[index], torch.from_numpy(np.array(expected)))
