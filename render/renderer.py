@@ -126,14 +126,25 @@ class _Accumulated:
         self.opacity, self.depth = torch.zeros_like(self.transmittance), torch.zeros_like(self.transmittance)
         self.num_samples = 0
 
-    def add(self, active: torch.Tensor, rgb: torch.Tensor, opacity: torch.Tensor, depth: torch.Tensor, count: int) -> None:
-        """Composite one segment of rays `active [A]` behind what they have so far."""
+    def shade(
+        self,
+        field: Field,
+        rays: Rays,
+        active: torch.Tensor,
+        samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+        settings: RenderSettings,
+    ) -> torch.Tensor:
+        """Shade one segment of the rays `active [A]` (`rays`, theirs alone), whose packed
+        `samples` are (ray_indices into `rays`, t_starts, t_ends, packed_info), and composite it
+        behind what they have so far. Returns which of them are still transparent enough to go on."""
         prefix = self.transmittance[active]
+        rgb, opacity, depth, count = _shade(field, rays, *samples, settings, prefix)
         self.rgb[active] += prefix[:, None] * rgb
         self.opacity[active] += prefix * opacity
         self.depth[active] += prefix * depth
         self.transmittance[active] = prefix * (1.0 - opacity)
         self.num_samples += count
+        return self.transmittance[active] > settings.early_stop_eps
 
 
 def _march_and_shade_in_segments(
@@ -152,13 +163,9 @@ def _march_and_shade_in_segments(
     while active.numel() > 0:
         segment = rays[active]
         end = torch.minimum(start[active] + segment_steps * settings.step_size, t_max[active])
-        ray_indices, t_starts, t_ends, packed_info = _march(grid, segment, start[active], end, settings)
-        prefix = accumulated.transmittance[active]
-        shaded = _shade(field, segment, ray_indices, t_starts, t_ends, packed_info, settings, prefix)
-        accumulated.add(active, *shaded)
+        live = accumulated.shade(field, segment, active, _march(grid, segment, start[active], end, settings), settings)
         start[active] = end
-        still = (end < t_max[active]) & (accumulated.transmittance[active] > settings.early_stop_eps)
-        active = active[still]
+        active = active[(end < t_max[active]) & live]
 
 
 def _shade_marched_in_segments(
@@ -183,16 +190,11 @@ def _shade_marched_in_segments(
         valid = rank[None, :] < count[active, None]  # [A, K]
         samples = (first[active, None] + rank[None, :])[valid]
         counts = valid.sum(1)
-        segment = rays[active]
         local_rays = torch.repeat_interleave(torch.arange(len(active), device=first.device), counts)
-        prefix = accumulated.transmittance[active]
-        shaded = _shade(
-            field, segment, local_rays, t_starts[samples], t_ends[samples], packed_info_from_counts(counts), settings, prefix
-        )
-        accumulated.add(active, *shaded)
+        segment = (local_rays, t_starts[samples], t_ends[samples], packed_info_from_counts(counts))
+        live = accumulated.shade(field, rays[active], active, segment, settings)
         done += segment_steps
-        still = (count[active] > done) & (accumulated.transmittance[active] > settings.early_stop_eps)
-        active = active[still]
+        active = active[(count[active] > done) & live]
 
 
 def _in_frame(rays: Rays, settings: RenderSettings) -> tuple[Rays, float]:
