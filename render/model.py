@@ -39,10 +39,18 @@ class Model(nn.Module):
         return self.field.aabb.device
 
     def forward(
-        self, rays: Rays, settings: RenderSettings | None = None, jitter: bool = False, generator: torch.Generator | None = None
+        self,
+        rays: Rays,
+        settings: RenderSettings | None = None,
+        jitter: bool = False,
+        generator: torch.Generator | None = None,
+        with_distortion: bool = False,
     ) -> RenderOutput:
-        """Render `rays` (`settings` replace the model's for this batch, e.g. another background)."""
-        return render_rays(self.field, self.grid, rays, settings or self.settings, jitter=jitter, generator=generator)
+        """Render `rays` (`settings` replace the model's for this batch, e.g. another background;
+        `with_distortion`: the output carries each ray's distortion loss, see `render_rays`)."""
+        return render_rays(
+            self.field, self.grid, rays, settings or self.settings, jitter=jitter, generator=generator, with_distortion=with_distortion
+        )
 
     def render_progressive(self, rays: Rays, settings: RenderSettings | None = None) -> RenderOutput:
         """Inference rendering of `rays` in depth segments (see `render.render_rays_progressive`)."""

@@ -99,12 +99,15 @@ def evaluate_views(
 
 
 def normalized_depth(rendered: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Expected surface depth scaled to [0, 1] over the image (near bright, empty black), `[H, W]`."""
+    """Expected surface depth as brightness in [0, 1] (near bright, far dark, empty black), `[H, W]`:
+    linear in disparity (1 / depth) between its 1st and 99th percentiles over the pixels that hit
+    something, so the room of an unbounded scene, whose walls lie hundreds of times farther than
+    the object, shows its shapes as well as a bounded scene does."""
     opacity = rendered["opacity"]
-    depth = rendered["depth"] / opacity.clamp(min=1e-6)
+    disparity = opacity.clamp(min=1e-6) / rendered["depth"].clamp(min=1e-6)
     valid = opacity > 0.5
     if not valid.any():
-        return torch.zeros_like(depth)
-    lo, hi = depth[valid].min(), depth[valid].max()
-    scaled = 1.0 - (depth - lo) / (hi - lo).clamp(min=1e-6)
+        return torch.zeros_like(disparity)
+    lo, hi = torch.quantile(disparity[valid].float()[:: max(1, int(valid.sum()) // 100_000)], torch.tensor([0.01, 0.99]))
+    scaled = ((disparity - lo) / (hi - lo).clamp(min=1e-12)).clamp(0.0, 1.0)
     return scaled * valid

@@ -29,6 +29,7 @@ __all__ = [
     "config_from_args",
     "uses_appearance_codes",
     "uses_contraction",
+    "distortion_weight",
     "refines_poses",
     "PHOTO_KINDS",
 ]
@@ -54,6 +55,9 @@ MIN_GRID = 8
 MAX_UPSILON = 10.0
 MAX_ETA = 1_000_000
 MAX_SEED = 2**32 - 1
+#: the distortion loss's weight on unbounded scenes (mip-NeRF 360 uses 0.01 over distances normalized
+#: to [0, 1]; `render.losses.ray_distance` spans [0, 2))
+DISTORTION_WEIGHT = 0.005
 _GRID = flag_types.whole(MIN_GRID, flag_types.MAX_GRID, auto=0, auto_means="from the image size")
 
 
@@ -73,6 +77,7 @@ class TrainConfig:
     appearance: "on", "off" or "auto", per-image appearance codes (see `uses_appearance_codes`).
     contraction: "on", "off" or "auto", the scene contraction of unbounded scenes (see
         `uses_contraction`).
+    distortion: the weight of the distortion loss (None: `distortion_weight` picks it).
     refine_poses: "on", "off" or "auto", joint pose refinement (see `refines_poses`); pose_blur:
         its coarse-to-fine filtering, "on" or "off" (`strategies.PoseRefinement`).
     """
@@ -159,6 +164,14 @@ class TrainConfig:
             "videos and COLMAP projects that look around an object, off for Blender scenes, scenes with "
             "alpha masks and forward-facing captures, which keep their box or NDC)",
             choices=["auto", "on", "off"],
+        ),
+    )
+    distortion: float | None = dataclasses.field(
+        default=None,
+        metadata=flag(
+            "weight of mip-NeRF 360's distortion loss, which pulls each ray's weights together and so removes "
+            f"floaters, 0 to 1 (default: {DISTORTION_WEIGHT} for unbounded scenes, 0 for the others)",
+            check=flag_types.finite_float_in(0, 1),
         ),
     )
     refine_poses: str = dataclasses.field(
@@ -272,6 +285,14 @@ def uses_contraction(config: TrainConfig, scene: Scene) -> bool:
     if config.contraction != "auto":
         return config.contraction == "on"
     return not scene.ndc and scene.kind in PHOTO_KINDS and scene.alpha is None
+
+
+def distortion_weight(config: TrainConfig, contracted: bool) -> float:
+    """The distortion loss's weight for a run of `config`: `--distortion`, else
+    `DISTORTION_WEIGHT` when space is contracted (`uses_contraction`) and 0 otherwise."""
+    if config.distortion is not None:
+        return config.distortion
+    return DISTORTION_WEIGHT if contracted else 0.0
 
 
 def refines_poses(config: TrainConfig, scene: Scene) -> bool:

@@ -24,7 +24,7 @@ from render import CONTRACTED_AABB, NDC, Contraction, Model, OccupancyGrid, Rend
 
 from ..runs import CHECKPOINT_NAME, Checkpoint, load_checkpoint, save_checkpoint, scene_info, write_json, writing
 from . import optim
-from .config import TrainConfig, uses_appearance_codes, uses_contraction
+from .config import TrainConfig, distortion_weight, uses_appearance_codes, uses_contraction
 from .strategies import Strategy, strategies_for
 
 __all__ = ["Trainer", "TrainingDiverged", "LoopState"]
@@ -99,6 +99,7 @@ class Trainer:
             )
             self.model = Model(field, grid, settings)
             self.optimizer = optim.make_optimizer(self.field)
+        self.distortion_weight = distortion_weight(config, self.model.settings.contraction is not None)
         self.batcher = RayBatcher(scene, "train", batch_size, seed=config.seed + self.state.iteration, device=self.device)
         self.start_events = _contraction_events(self.model.settings.contraction)
         self.start_events += [event for s in self.strategies for event in s.on_start(self, resumed)]
@@ -207,12 +208,15 @@ class Trainer:
         batch = self.batcher.next()
         code = self.code_of_image[batch.camera_indices] if codes_of(self.field) is not None else None
         rays = camera_rays(self.training_cameras(), batch.camera_indices, batch.x, batch.y, self.ndc, code)
-        output = self.model(rays, self._batch_settings(), jitter=True, generator=self.generator)
+        with_distortion = self.distortion_weight > 0
+        output = self.model(rays, self._batch_settings(), jitter=True, generator=self.generator, with_distortion=with_distortion)
         target, weights = self._targets(batch)
         error = (output.rgb - target) ** 2
         mse = torch.mean(error)
         fit = mse if weights is None else torch.mean(error * weights[:, None])
         loss = fit + sum(self.field.regularization().values(), mse.new_zeros(()))
+        if with_distortion:
+            loss = loss + self.distortion_weight * output.distortion.mean()
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss became {loss.item()} at iteration {self.state.iteration + 1}")
         self.optimizer.zero_grad(set_to_none=True)

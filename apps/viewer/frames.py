@@ -21,6 +21,8 @@ from fields.base import Slimmable
 from render import Model
 from render.paths import focus_point, look_at
 
+from ..evaluate.views import normalized_depth
+
 __all__ = ["RENDER_MODES", "OrbitRig", "orbit_rig", "orbit_camera", "render_frame", "colourize", "turbo"]
 
 RENDER_MODES = ("RGB", "depth", "opacity")
@@ -111,14 +113,9 @@ def colourize(output: dict[str, torch.Tensor], mode: str) -> np.ndarray:
 
 
 def _depth_image(depth: np.ndarray, opacity: np.ndarray) -> np.ndarray:
-    """Turbo colours `[H, W, 3]` of the expected depth, normalized over the pixels that hit something."""
-    hit = opacity > 0.5
-    expected = depth / np.maximum(opacity, 1e-6)
-    if not hit.any():
-        return np.zeros((*depth.shape, 3))
-    near, far = expected[hit].min(), expected[hit].max()
-    normalized = 1.0 - (expected - near) / max(far - near, 1e-6)
-    return turbo(normalized) * hit[..., None]
+    """Turbo colours `[H, W, 3]` of the expected depth (`evaluate.normalized_depth`), black where empty."""
+    normalized = normalized_depth({"depth": torch.from_numpy(depth), "opacity": torch.from_numpy(opacity)}).numpy()
+    return turbo(normalized) * (opacity > 0.5)[..., None]
 
 
 def turbo(values: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ from conftest import small_config
 from apps.export.mesh import export_mesh
 from apps.runs import load_checkpoint
 from apps.training import TrainConfig, Trainer, train_run
-from apps.training.config import uses_contraction
+from apps.training.config import DISTORTION_WEIGHT, distortion_weight, uses_contraction
 from data import build_demo_scene, load_scene
 from fields import Field
 from render import CONTRACTED_AABB, Contraction, Model, OccupancyGrid, RenderSettings
@@ -37,6 +37,20 @@ def test_contraction_is_chosen_for_photos_around_an_object(room_scene: Path, sph
     assert not uses_contraction(auto, forward)
     with pytest.raises(ValueError, match="forward-facing"):
         uses_contraction(dataclasses.replace(auto, contraction="on"), forward)
+
+
+def test_distortion_loss_is_on_for_unbounded_scenes_and_in_the_training_loss(room_scene: Path, tmp_path: Path) -> None:
+    auto = TrainConfig(data="x")
+    assert distortion_weight(auto, contracted=True) == DISTORTION_WEIGHT and distortion_weight(auto, contracted=False) == 0.0
+    assert distortion_weight(dataclasses.replace(auto, distortion=0.0), contracted=True) == 0.0
+    scene = load_scene(room_scene)
+    losses = {}
+    for weight in (0.0, 0.5):
+        trainer = Trainer(small_config(room_scene, tmp_path / str(weight), iters=10, appearance="off", distortion=weight), scene)
+        assert trainer.distortion_weight == weight
+        stats = trainer.step()
+        losses[weight] = stats["loss"] - 10.0 ** (-stats["psnr"] / 10.0)  # what the loss adds to the batch's error
+    assert losses[0.5] > losses[0.0] + 1e-6  # the same first batch (same seed), plus the distortion term
 
 
 def test_unbounded_run_models_the_room(room_scene: Path, tmp_path: Path) -> None:
