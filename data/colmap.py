@@ -64,8 +64,8 @@ def colmap_transforms(reconstruction: pycolmap.Reconstruction, image_prefix: str
         reconstruction: a model whose cameras are all PINHOLE or SIMPLE_PINHOLE.
         image_prefix: folder of the images relative to the transforms file, e.g. "images".
     Returns:
-        the dictionary (frames sorted by image name; `aabb`, `near`, `far`, `forward_facing`) and
-        the normalization that was chosen.
+        the dictionary (frames sorted by image name, each with the "keypoints" it observes, see
+        `_keypoints`; `aabb`, `near`, `far`, `forward_facing`) and the normalization that was chosen.
     """
     images = sorted((reconstruction.images[i] for i in reconstruction.reg_image_ids()), key=lambda image: image.name)
     c2w = np.stack([_camera_to_world(image) for image in images])
@@ -76,7 +76,8 @@ def colmap_transforms(reconstruction: pycolmap.Reconstruction, image_prefix: str
     for image, pose in zip(images, bounds.c2w):
         own = _intrinsics(image.camera)
         frame = {"file_path": f"{image_prefix}/{image.name}", "transform_matrix": (pose @ _OPENGL_TO_OPENCV).tolist()}
-        frames.append({**frame, **({} if own == first else own)})
+        keypoints = _keypoints(reconstruction, image, pose, bounds.world_from_sfm)
+        frames.append({**frame, **({} if own == first else own), "keypoints": keypoints})
     meta = {
         **first,
         "aabb": bounds.aabb.tolist(),
@@ -110,6 +111,25 @@ def load_colmap(folder: Path, downsample: float = 1.0) -> Scene:
     meta, bounds = colmap_transforms(reconstruction, prefix)
     log.info("%s: %s", folder, describe_bounds(bounds))
     return scene_from_transforms(folder, model, meta, downsample, kind="colmap")
+
+
+def _keypoints(reconstruction: pycolmap.Reconstruction, image: pycolmap.Image, c2w: np.ndarray, world_from_sfm: np.ndarray) -> list[list[float]]:
+    """The points `image` observes as rows of (x, y, distance): their projection by its pinhole
+    camera (pixel-centre coordinates) and their distance from its centre in the normalized world
+    (`c2w [4, 4]` OpenCV, `world_from_sfm [4, 4]`), for those in front of it and inside the image."""
+    ids = [point.point3D_id for point in image.points2D if point.has_point3D()]
+    if not ids:
+        return []
+    points = np.stack([reconstruction.points3D[i].xyz for i in ids]) @ world_from_sfm[:3, :3].T + world_from_sfm[:3, 3]
+    relative = points - c2w[:3, 3]
+    local = relative @ c2w[:3, :3]  # camera coordinates (OpenCV: z forward)
+    camera = _intrinsics(image.camera)
+    z = np.maximum(local[:, 2], 1e-9)
+    x = camera["fl_x"] * local[:, 0] / z + camera["cx"]
+    y = camera["fl_y"] * local[:, 1] / z + camera["cy"]
+    inside = (local[:, 2] > 0) & (x >= 0) & (x < camera["w"]) & (y >= 0) & (y < camera["h"])
+    rows = np.stack([x, y, np.linalg.norm(relative, axis=1)], 1)[inside]
+    return np.round(rows, 4).tolist()
 
 
 def _camera_to_world(image: pycolmap.Image) -> np.ndarray:

@@ -56,6 +56,7 @@ def scene_from_transforms(
     names = [image_name(folder, p) for p in paths]
     splits = _splits(path, meta, frames, names)
     distortion = _distortion(path, meta, frames)
+    keypoints = _keypoints(path, frames, downsample)
     aabb = _read_aabb(path, meta["aabb"]) if "aabb" in meta else None
 
     stack = load_images(paths, downsample, background=None, size=_declared_size(path, meta, frames))
@@ -100,6 +101,7 @@ def scene_from_transforms(
         ndc_near=1.0,
         alpha=None if stack.alpha is None else torch.from_numpy(stack.alpha),
         names=names,
+        keypoints=keypoints,
     )
 
 
@@ -196,6 +198,23 @@ def _distortion(
         for i, frame in enumerate(frames)
     ]
     return torch.tensor(rows, dtype=torch.float32)
+
+
+def _keypoints(path: Path, frames: list[dict[str, Any]], downsample: float) -> torch.Tensor | None:
+    """The frames' SfM keypoints (`Scene.keypoints`, `[K, 4]`; a frame's "keypoints" are rows of
+    x, y, distance in the pixels of its image file), or None when no frame has any."""
+    if not any("keypoints" in frame for frame in frames):
+        return None
+    rows = []
+    for index, frame in enumerate(frames):
+        try:
+            points = torch.tensor(frame.get("keypoints", []), dtype=torch.float32).reshape(-1, 3)
+        except (TypeError, ValueError, RuntimeError):
+            points = torch.full((1, 3), float("nan"))
+        if not (torch.isfinite(points).all() and (points[:, 2] > 0).all()):
+            raise SceneError(path, f"frame {index}: 'keypoints' must be rows of [x, y, distance > 0]")
+        rows.append(torch.cat([torch.full((len(points), 1), float(index)), points[:, :2] / downsample, points[:, 2:]], 1))
+    return torch.cat(rows)
 
 
 def _read_aabb(path: Path, value: Any) -> torch.Tensor:

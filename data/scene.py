@@ -39,6 +39,9 @@ class Scene:
         alpha: optional `[N, H, W]` uint8 masks from RGBA sources.
         source: the folder the scene was loaded from; kind: which loader read it.
         downsample: the factor images were downsampled by relative to the files on disk.
+        keypoints: optional `[K, 4]` float32 rows (image index, x, y, distance): pixels where
+            structure from motion observed a point (pixel-centre coordinates of the loaded
+            images) and that point's distance along the pixel's ray, world units.
     """
 
     images: torch.Tensor
@@ -56,6 +59,7 @@ class Scene:
     ndc_near: float = 1.0
     alpha: torch.Tensor | None = None
     names: list[str] = field(default_factory=list)
+    keypoints: torch.Tensor | None = None
 
     @property
     def height(self) -> int:

@@ -1,4 +1,5 @@
-"""Losses on the samples of rendered rays: mip-NeRF 360's distortion loss.
+"""Losses on the samples of rendered rays (`RaySamples`): mip-NeRF 360's distortion loss, and
+the depth loss of rays whose surface distance is known.
 
 The distortion loss pulls each ray's weights together into as short a stretch as the image
 allows, which removes the thin clouds ("floaters") a field grows in front of the cameras to fake
@@ -15,9 +16,29 @@ distance (`ray_distance`) so that the far background does not dominate.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import torch
 
-__all__ = ["sample_weights", "distortion", "ray_distance"]
+__all__ = ["RaySamples", "sample_weights", "distortion", "ray_distance", "ray_distortion", "depth_error"]
+
+
+@dataclass
+class RaySamples:
+    """The composited samples of a batch of rays: ray_indices `[S]` int64, t_starts, t_ends `[S]`
+    (distances along the rays), weights `[S]` (differentiable), packed_info `[R, 2]`."""
+
+    ray_indices: torch.Tensor
+    t_starts: torch.Tensor
+    t_ends: torch.Tensor
+    weights: torch.Tensor
+    packed_info: torch.Tensor
+
+    def scaled(self, factor: float) -> "RaySamples":
+        """The same samples with distances multiplied by `factor` (e.g. into world units)."""
+        if factor == 1.0:
+            return self
+        return replace(self, t_starts=self.t_starts * factor, t_ends=self.t_ends * factor)
 
 
 def _exclusive_ray_cumsum(values: torch.Tensor, packed_info: torch.Tensor, ray_indices: torch.Tensor) -> torch.Tensor:
@@ -58,3 +79,28 @@ def distortion(
     moment_before = _exclusive_ray_cumsum(weights * midpoints, packed_info, ray_indices)
     per_sample = 2.0 * weights * (midpoints * before - moment_before) + weights**2 * (s_ends - s_starts) / 3.0
     return torch.zeros(len(packed_info), dtype=weights.dtype, device=weights.device).index_add_(0, ray_indices, per_sample)
+
+
+def ray_distortion(samples: RaySamples, radius: float | None) -> torch.Tensor:
+    """Each ray's distortion loss `[R]`: over `ray_distance` of the distances in units of the
+    foreground ball's `radius` for unbounded scenes, over the distances as they are otherwise."""
+    if radius is None:
+        starts, ends = samples.t_starts, samples.t_ends
+    else:
+        starts, ends = ray_distance(samples.t_starts / radius), ray_distance(samples.t_ends / radius)
+    return distortion(samples.weights, starts, ends, samples.ray_indices, samples.packed_info)
+
+
+def depth_error(samples: RaySamples, targets: torch.Tensor) -> torch.Tensor:
+    """How far each ray's weights lie from its known surface distance `targets [R]` (> 0, the
+    distances' units), `[R]`: sum_i w_i (log m_i - log target)^2 over its samples' midpoints m_i,
+    in log space so that a far wall counts as much as a near object, plus (1 - opacity)^2,
+    since the ray ends at that surface (DS-NeRF's loss, without its per-point uncertainty)."""
+    midpoints = 0.5 * (samples.t_starts + samples.t_ends)
+    log_error = (torch.log(midpoints.clamp(min=1e-9)) - torch.log(targets[samples.ray_indices])) ** 2
+    num_rays = len(samples.packed_info)
+    spread = torch.zeros(num_rays, dtype=samples.weights.dtype, device=samples.weights.device).index_add_(
+        0, samples.ray_indices, samples.weights * log_error
+    )
+    opacity = torch.zeros_like(spread).index_add_(0, samples.ray_indices, samples.weights)
+    return spread + (1.0 - opacity) ** 2

@@ -44,12 +44,12 @@ class Model(nn.Module):
         settings: RenderSettings | None = None,
         jitter: bool = False,
         generator: torch.Generator | None = None,
-        with_distortion: bool = False,
+        with_samples: bool = False,
     ) -> RenderOutput:
         """Render `rays` (`settings` replace the model's for this batch, e.g. another background;
-        `with_distortion`: the output carries each ray's distortion loss, see `render_rays`)."""
+        `with_samples`: the output carries the samples' weights, see `render_rays`)."""
         return render_rays(
-            self.field, self.grid, rays, settings or self.settings, jitter=jitter, generator=generator, with_distortion=with_distortion
+            self.field, self.grid, rays, settings or self.settings, jitter=jitter, generator=generator, with_samples=with_samples
         )
 
     def render_progressive(self, rays: Rays, settings: RenderSettings | None = None) -> RenderOutput:

@@ -18,7 +18,7 @@ from data.cameras import Cameras
 from fields.base import Field
 
 from .contraction import Contraction, contract
-from .losses import distortion, ray_distance, sample_weights
+from .losses import RaySamples, sample_weights
 from .occupancy import OccupancyGrid
 from .rays import NDC, Rays, image_rays
 
@@ -68,14 +68,15 @@ class RenderSettings:
 class RenderOutput:
     """Per-ray results: rgb `[R, 3]` (background composited), opacity `[R]`, depth `[R]`
     (sum of weight x distance: divide by opacity for the expected surface distance), and the
-    number of samples that were composited; distortion `[R]`, mip-NeRF 360's distortion loss of
-    each ray (`render.losses`), when it was asked for, else None."""
+    number of samples that were composited; samples, the composited samples with their
+    differentiable weights (`losses.RaySamples`, distances in world units), when they were asked
+    for, else None."""
 
     rgb: torch.Tensor
     opacity: torch.Tensor
     depth: torch.Tensor
     num_samples: int
-    distortion: torch.Tensor | None = None
+    samples: RaySamples | None = None
 
 
 def render_rays(
@@ -85,23 +86,25 @@ def render_rays(
     settings: RenderSettings,
     jitter: bool = False,
     generator: torch.Generator | None = None,
-    with_distortion: bool = False,
+    with_samples: bool = False,
 ) -> RenderOutput:
     """Render rays through a field, differentiably w.r.t. the field's parameters.
 
     Samples come from marching the occupancy grid at `settings.step_size` (offset by a random
     fraction of a step per ray with `jitter`); see `_shade` for pruning and compositing. With
-    `with_distortion`, the output carries each ray's distortion loss (`render.losses`), in the
-    normalized distance of `losses.ray_distance` for unbounded scenes, in ray units otherwise.
+    `with_samples`, the output carries the composited samples and their weights, for losses on
+    them (`render.losses`: distortion, keypoint depth).
     """
     rays, depth_scale = _in_frame(rays, settings)
     t_min, t_max = _ray_segment(grid, rays, settings)
     offsets = torch.rand(len(rays), generator=generator, device=rays.origins.device) if jitter else None
     ray_indices, t_starts, t_ends, packed_info = _march(grid, rays, t_min, t_max, settings, offsets)
-    rgb, opacity, depth, num_samples, loss = _shade(
-        field, rays, ray_indices, t_starts, t_ends, packed_info, settings, with_distortion=with_distortion
+    rgb, opacity, depth, num_samples, samples = _shade(
+        field, rays, ray_indices, t_starts, t_ends, packed_info, settings, with_samples=with_samples
     )
-    return RenderOutput(_with_background(rgb, opacity, settings), opacity, depth * depth_scale, num_samples, loss)
+    if samples is not None:
+        samples = samples.scaled(depth_scale)
+    return RenderOutput(_with_background(rgb, opacity, settings), opacity, depth * depth_scale, num_samples, samples)
 
 
 @torch.no_grad()
@@ -269,8 +272,8 @@ def _shade(
     packed_info: torch.Tensor,
     settings: RenderSettings,
     prefix: torch.Tensor | None = None,
-    with_distortion: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, torch.Tensor | None]:
+    with_samples: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, RaySamples | None]:
     """Composite packed samples of `rays` (no background), as `_march` returns them.
 
     A density pass without gradients gives every sample's weight; samples behind an opaque
@@ -282,7 +285,7 @@ def _shade(
 
     Returns:
         rgb `[R, 3]`, opacity `[R]`, depth `[R]` of these samples alone, the sample count, and
-        with `with_distortion` each ray's distortion loss `[R]` (else None).
+        with `with_samples` the kept samples with differentiable weights (else None).
     """
     with torch.no_grad():
         sigmas = field.density(_positions(rays, ray_indices, t_starts, t_ends, settings))
@@ -306,12 +309,10 @@ def _shade(
         radiance = field.radiance(x, d) if rays.code is None else field.radiance(x, d, rays.code[coloured_rays])
         rgbs = rgbs.index_copy(0, coloured, radiance)
     rgb, opacity, depth, _ = composite(sigmas, rgbs, t_starts, t_ends, ray_indices, packed_info)
-    loss = None
-    if with_distortion:
-        weights = sample_weights(sigmas, t_starts, t_ends, ray_indices, packed_info)
-        distance = ray_distance if settings.contraction is not None else (lambda t: t)
-        loss = distortion(weights, distance(t_starts), distance(t_ends), ray_indices, packed_info)
-    return rgb, opacity, depth, int(ray_indices.numel()), loss
+    samples = None
+    if with_samples:
+        samples = RaySamples(ray_indices, t_starts, t_ends, sample_weights(sigmas, t_starts, t_ends, ray_indices, packed_info), packed_info)
+    return rgb, opacity, depth, int(ray_indices.numel()), samples
 
 
 def _kept_per_ray(keep: torch.Tensor, packed_info: torch.Tensor) -> torch.Tensor:

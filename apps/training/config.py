@@ -30,6 +30,7 @@ __all__ = [
     "uses_appearance_codes",
     "uses_contraction",
     "distortion_weight",
+    "supervises_depth",
     "refines_poses",
     "PHOTO_KINDS",
 ]
@@ -78,6 +79,7 @@ class TrainConfig:
     contraction: "on", "off" or "auto", the scene contraction of unbounded scenes (see
         `uses_contraction`).
     distortion: the weight of the distortion loss (None: `distortion_weight` picks it).
+    depth_supervision: "on", "off" or "auto", the SfM keypoints' depth loss (see `supervises_depth`).
     refine_poses: "on", "off" or "auto", joint pose refinement (see `refines_poses`); pose_blur:
         its coarse-to-fine filtering, "on" or "off" (`strategies.PoseRefinement`).
     """
@@ -172,6 +174,15 @@ class TrainConfig:
             "weight of mip-NeRF 360's distortion loss, which pulls each ray's weights together and so removes "
             f"floaters, 0 to 1 (default: {DISTORTION_WEIGHT} for unbounded scenes, 0 for the others)",
             check=flag_types.finite_float_in(0, 1),
+        ),
+    )
+    depth_supervision: str = dataclasses.field(
+        default="auto",
+        metadata=flag(
+            "pull the field's depth to the points structure from motion triangulated, along the rays of the "
+            "training photos that observed them (DS-NeRF's idea; auto: on when the scene has them, i.e. photo "
+            "folders, videos and COLMAP projects that are not forward-facing)",
+            choices=["auto", "on", "off"],
         ),
     )
     refine_poses: str = dataclasses.field(
@@ -293,6 +304,26 @@ def distortion_weight(config: TrainConfig, contracted: bool) -> float:
     if config.distortion is not None:
         return config.distortion
     return DISTORTION_WEIGHT if contracted else 0.0
+
+
+def supervises_depth(config: TrainConfig, scene: Scene) -> bool:
+    """Whether a run of `config` on `scene` adds the depth loss of its SfM keypoints
+    (`strategies.DepthSupervision`): `--depth-supervision on` or off, or for auto, whether the
+    scene has keypoints of its training images and is not forward-facing (NDC rays have no
+    world distances).
+
+    Raises:
+        ValueError: `--depth-supervision on` for a scene without keypoints, or a forward-facing one.
+    """
+    from .strategies.depth import training_keypoints  # the strategy's own selection of keypoints
+
+    usable = len(training_keypoints(scene)) > 0 and not scene.ndc
+    if config.depth_supervision == "on" and not usable:
+        why = "is forward-facing (NDC)" if scene.ndc else "has no SfM keypoints of its training images"
+        raise ValueError(f"{scene.source}: --depth-supervision on, but the scene {why}; photo folders, videos and COLMAP projects have them")
+    if config.depth_supervision != "auto":
+        return config.depth_supervision == "on"
+    return usable
 
 
 def refines_poses(config: TrainConfig, scene: Scene) -> bool:

@@ -21,6 +21,7 @@ from data import Cameras, PixelBatch, RayBatcher, Scene
 from fields import Field, field_class, render_step_size
 from fields.appearance import codes_of
 from render import CONTRACTED_AABB, NDC, Contraction, Model, OccupancyGrid, RenderSettings, camera_rays, foreground_ball
+from render.losses import ray_distortion
 
 from ..runs import CHECKPOINT_NAME, Checkpoint, load_checkpoint, save_checkpoint, scene_info, write_json, writing
 from . import optim
@@ -209,14 +210,18 @@ class Trainer:
         code = self.code_of_image[batch.camera_indices] if codes_of(self.field) is not None else None
         rays = camera_rays(self.training_cameras(), batch.camera_indices, batch.x, batch.y, self.ndc, code)
         with_distortion = self.distortion_weight > 0
-        output = self.model(rays, self._batch_settings(), jitter=True, generator=self.generator, with_distortion=with_distortion)
+        output = self.model(rays, self._batch_settings(), jitter=True, generator=self.generator, with_samples=with_distortion)
         target, weights = self._targets(batch)
         error = (output.rgb - target) ** 2
         mse = torch.mean(error)
         fit = mse if weights is None else torch.mean(error * weights[:, None])
         loss = fit + sum(self.field.regularization().values(), mse.new_zeros(()))
         if with_distortion:
-            loss = loss + self.distortion_weight * output.distortion.mean()
+            radius = None if self.model.settings.contraction is None else self.model.world_scale
+            loss = loss + self.distortion_weight * ray_distortion(output.samples, radius).mean()
+        for strategy in self.strategies:
+            extra = strategy.loss(self)
+            loss = loss if extra is None else loss + extra
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss became {loss.item()} at iteration {self.state.iteration + 1}")
         self.optimizer.zero_grad(set_to_none=True)

@@ -16,7 +16,7 @@ from apps.evaluate import evaluate_views
 from apps.training import RunInterrupted, train_run
 from apps.training.schedule import Schedule
 from apps.training import TrainConfig, Trainer
-from apps.training.strategies.tensorf import ndc_ray_box
+from apps.training.strategies.tensorf import BUDGET_GRID, BUDGET_GRID_SECONDS, default_grid, ndc_ray_box
 from data import load_scene
 from render import camera_rays
 
@@ -115,6 +115,16 @@ def test_schedule_fits_any_length() -> None:
     assert all(a < b for a, b in zip(counts, counts[1:]))
     assert schedule.lr_scale(1.0, 0.0) == pytest.approx(0.1)
     assert schedule.lr_scale(0.5, 0.5) == pytest.approx(1.0)
+
+
+def test_a_contracted_cpu_run_gets_the_grid_its_budget_can_train() -> None:
+    photos = type("Photos", (), {"width": 1604, "height": 1201})()
+    assert default_grid(photos) == (128, 300)  # from the image size
+    assert default_grid(photos, contracted=True, budget=BUDGET_GRID_SECONDS)[1] == BUDGET_GRID
+    finals = [default_grid(photos, contracted=True, budget=b)[1] for b in (60.0, 300.0, 600.0, 1e5)]
+    assert finals[0] < BUDGET_GRID < finals[1] < finals[2] < finals[3] == 300  # voxels grow with the budget, up to the image's
+    assert default_grid(photos, contracted=True, budget=600.0, gpu=True) == (128, 300)
+    assert default_grid(photos, contracted=True) == (128, 300)  # iteration-counted runs keep the image's grid
 
 
 @requires_fern

@@ -83,6 +83,28 @@ def test_invalid_json(tmp_path: Path) -> None:
     assert_scene_error(tmp_path, path, "invalid JSON")
 
 
+@pytest.mark.parametrize("keypoints", ["many", [[1.0, 2.0]], [[1.0, 2.0, -3.0]], [[1.0, float("nan"), 3.0]]])
+def test_bad_keypoints(tmp_path: Path, keypoints: object) -> None:
+    path = write_transforms(tmp_path)
+    meta = json.loads(path.read_text())
+    meta["frames"][0]["keypoints"] = [[4.0, 3.0, 1.5]]
+    meta["frames"][2]["keypoints"] = keypoints
+    path.write_text(json.dumps(meta))
+    assert_scene_error(tmp_path, path, "frame 2", "'keypoints'")
+
+
+def test_keypoints_follow_the_downsampled_images(tmp_path: Path) -> None:
+    box = {"aabb": [[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]], "near": 0.1, "far": 5.0}  # the cameras all stand in one place
+    path = write_transforms(tmp_path, **box)
+    meta = json.loads(path.read_text())
+    meta["frames"][1]["keypoints"] = [[4.0, 3.0, 1.5], [6.0, 2.0, 2.5]]
+    path.write_text(json.dumps(meta))
+    keypoints = load_scene(tmp_path, downsample=2.0).keypoints
+    assert keypoints.tolist() == [[1.0, 2.0, 1.5, 1.5], [1.0, 3.0, 1.0, 2.5]]
+    write_transforms(tmp_path / "none", **box)
+    assert load_scene(tmp_path / "none").keypoints is None
+
+
 def test_transform_matrix_not_4x4(tmp_path: Path) -> None:
     path = write_transforms(tmp_path, name="transforms_train.json")
     meta = json.loads(path.read_text())

@@ -11,6 +11,7 @@ import imageio.v3 as iio
 import numpy as np
 import pycolmap
 import pytest
+import torch
 from conftest import FERN, LEGO, requires_fern, requires_lego
 from PIL import ExifTags, Image, ImageFilter, ImageOps
 
@@ -22,6 +23,7 @@ from data import sfm
 from data.bounds import is_forward_facing, normalize_world
 from data.sfm import run_sfm
 from data.video import extract_frames
+from render import camera_rays
 
 LEGO_VIEWS = 40
 
@@ -94,6 +96,23 @@ def test_sfm_recovers_lego_cameras(lego_sfm: tuple[Path, dict[str, np.ndarray]])
     scene = load_scene(folder)
     assert not scene.ndc and scene.near < scene.far and len(scene.images) == len(names)
     assert (folder / "colmap" / "sparse" / "0").is_dir() and (folder / "colmap" / "undistorted" / "images").is_dir()
+
+
+@requires_lego
+def test_sfm_keypoints_lie_on_points_other_photos_see(lego_sfm: tuple[Path, dict[str, np.ndarray]]) -> None:
+    """Every SfM point is seen by two photos or more: a keypoint taken back into the world along
+    its pixel's ray (at its distance) meets a keypoint of another photo there."""
+    folder, _ = lego_sfm
+    scene = load_scene(folder, downsample=2.0)  # keypoints follow the images' size
+    keypoints = scene.keypoints
+    assert keypoints is not None and set(keypoints[:, 0].long().tolist()) == set(range(len(scene.images)))
+    assert (keypoints[:, 1] >= 0).all() and (keypoints[:, 1] < scene.width).all() and (keypoints[:, 2] < scene.height).all()
+    rays = camera_rays(scene.cameras, keypoints[:, 0].long(), keypoints[:, 1], keypoints[:, 2])
+    points = rays.origins + rays.directions * keypoints[:, 3:]
+    distance = torch.cdist(points, points)
+    distance[keypoints[:, 0, None] == keypoints[None, :, 0]] = float("inf")  # the same photo does not count
+    nearest = distance.min(dim=1).values
+    assert float(nearest.median()) < 0.005 * float((scene.aabb[1] - scene.aabb[0]).norm())
 
 
 @requires_lego

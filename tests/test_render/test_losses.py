@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cuda_ext import packed_info_from_counts, reference
-from render.losses import distortion, ray_distance, sample_weights
+from render.losses import RaySamples, depth_error, distortion, ray_distance, sample_weights
 
 
 def _packed(counts: list[int], seed: int = 0, dtype: torch.dtype = torch.float64):
@@ -73,3 +73,31 @@ def test_ray_distance_is_continuous_and_bounded() -> None:
     s = ray_distance(t)
     torch.testing.assert_close(s[:3], t[:3])
     assert abs(float(s[3] - 1.0)) < 1e-5 and float(s[4]) == pytest.approx(1.5) and float(s[-1]) < 2.0
+
+
+def test_depth_error_is_the_weights_log_spread_around_the_target_and_the_missing_opacity() -> None:
+    sigmas, t_starts, t_ends, ray_indices, packed_info = _packed([6, 0, 9], seed=3)
+    weights = sample_weights(sigmas, t_starts, t_ends, ray_indices, packed_info)
+    targets = torch.tensor([1.0, 2.0, 1.5], dtype=torch.float64)
+    error = depth_error(RaySamples(ray_indices, t_starts, t_ends, weights, packed_info), targets)
+    mid = 0.5 * (t_starts + t_ends)
+    for ray in range(3):
+        mine = ray_indices == ray
+        w = weights[mine]
+        expected = (w * (torch.log(mid[mine]) - torch.log(targets[ray])) ** 2).sum() + (1.0 - w.sum()) ** 2
+        torch.testing.assert_close(error[ray], expected)
+    assert error[1] == 1.0  # no samples: all of the opacity is missing
+
+
+def test_depth_error_prefers_the_surface_at_the_target() -> None:
+    t_starts = torch.linspace(0.0, 2.0, 41, dtype=torch.float64)[:-1]
+    t_ends = t_starts + 0.05
+    ray_indices = torch.zeros(40, dtype=torch.long)
+    packed_info = packed_info_from_counts(torch.tensor([40]))
+    errors = []
+    for at in (20, 10):  # an opaque surface at the target (t = 1.0), and one in front of it
+        sigmas = torch.zeros(40, dtype=torch.float64)
+        sigmas[at] = 200.0
+        samples = RaySamples(ray_indices, t_starts, t_ends, sample_weights(sigmas, t_starts, t_ends, ray_indices, packed_info), packed_info)
+        errors.append(float(depth_error(samples, torch.tensor([1.025], dtype=torch.float64))))
+    assert errors[0] < 1e-3 < 0.1 < errors[1]

@@ -8,8 +8,9 @@ from __future__ import annotations
 from data import Scene
 from fields import Placeable, field_class
 
-from ..config import TrainConfig, refines_poses
+from ..config import TrainConfig, refines_poses, supervises_depth
 from .base import Strategy
+from .depth import DepthSupervision
 from .poses import PoseRefinement
 from .rank_incrementation import LOW_RANK_STEP_FACTOR, RankIncrementation, TRaIn
 from .strivec import FADE_UPDATES, PLACEMENT_DISTILL_STEPS, SETTLE_UPSAMPLES, StrivecPlacement
@@ -22,6 +23,7 @@ __all__ = [
     "TRaIn",
     "RankIncrementation",
     "PoseRefinement",
+    "DepthSupervision",
     "strategies_for",
     "default_grid",
     "regularization_weights",
@@ -36,11 +38,13 @@ def strategies_for(config: TrainConfig, scene: Scene) -> list[Strategy]:
     """The strategies of a run, in the order their hooks run: placement for `Placeable` fields,
     TRaIn with `--slimmable` (its rank step comes before the schedule's shrink), TensoRF's schedule;
     pose refinement (`refines_poses`) first, so that the field is sharp again when the schedule
-    updates the occupancy grid."""
+    updates the occupancy grid; depth supervision (`supervises_depth`) last."""
     strategies: list[Strategy] = [PoseRefinement(config, scene)] if refines_poses(config, scene) else []
     if issubclass(field_class(config.field), Placeable):
         strategies.append(StrivecPlacement(config, scene))
     if config.slimmable:
         strategies.append(TRaIn(config, scene))
     strategies.append(TensoRFSchedule(config, scene))
+    if supervises_depth(config, scene):
+        strategies.append(DepthSupervision(config, scene))
     return strategies

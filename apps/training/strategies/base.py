@@ -58,6 +58,10 @@ class Strategy:
         (the batch's pixels and None to begin with)."""
         return rgb, weights
 
+    def loss(self, trainer: Trainer) -> torch.Tensor | None:
+        """A loss term this method adds to the step's (it may render rays of its own), or None."""
+        return None
+
     def after_step(self, trainer: Trainer, loss: float) -> list[str]:
         """After optimizer step `trainer.state.iteration`, whose batch colour loss was `loss`."""
         return []
