@@ -73,6 +73,15 @@ class Scene:
         """Indices of a split; "val" falls back to "test" and vice versa when one is missing."""
         return self.splits[self.split_name(name)]
 
+    def split_keypoints(self, name: str) -> torch.Tensor:
+        """The rows of `keypoints` that belong to the images of split `name`, `[K, 4]`; empty
+        when the scene has none."""
+        if self.keypoints is None:
+            return torch.zeros(0, 4)
+        chosen = torch.zeros(len(self.images), dtype=torch.bool)
+        chosen[self.split(name)] = True
+        return self.keypoints[chosen[self.keypoints[:, 0].long()]]
+
     def split_name(self, name: str) -> str:
         """The split that `split(name)` returns: `name`, or its val/test stand-in."""
         if name in self.splits:

@@ -315,9 +315,7 @@ def supervises_depth(config: TrainConfig, scene: Scene) -> bool:
     Raises:
         ValueError: `--depth-supervision on` for a scene without keypoints, or a forward-facing one.
     """
-    from .strategies.depth import training_keypoints  # the strategy's own selection of keypoints
-
-    usable = len(training_keypoints(scene)) > 0 and not scene.ndc
+    usable = len(scene.split_keypoints("train")) > 0 and not scene.ndc
     if config.depth_supervision == "on" and not usable:
         why = "is forward-facing (NDC)" if scene.ndc else "has no SfM keypoints of its training images"
         raise ValueError(f"{scene.source}: --depth-supervision on, but the scene {why}; photo folders, videos and COLMAP projects have them")

@@ -12,7 +12,6 @@ from conftest import small_config
 
 from apps.training import TrainConfig, Trainer
 from apps.training.config import supervises_depth
-from apps.training.strategies.depth import training_keypoints
 from data import load_scene
 from render import camera_rays
 
@@ -40,9 +39,9 @@ def test_only_training_images_keypoints_are_used(sphere_scene: Path) -> None:
     held_out = int(scene.split("val")[0])
     train = scene.split("train").tolist()
     keypoints = _keypoints(scene, [train[0], held_out, train[1]], 5, 1.0)
-    used = training_keypoints(dataclasses.replace(scene, keypoints=keypoints))
+    used = dataclasses.replace(scene, keypoints=keypoints).split_keypoints("train")
     assert len(used) == 10 and held_out not in used[:, 0].long().tolist()
-    assert len(training_keypoints(scene)) == 0  # a scene without keypoints
+    assert len(scene.split_keypoints("train")) == 0  # a scene without keypoints
 
 
 def test_depth_supervision_is_on_where_there_are_keypoints(sphere_scene: Path) -> None:

@@ -28,22 +28,12 @@ from .base import Strategy
 if TYPE_CHECKING:
     from ..trainer import Trainer
 
-__all__ = ["DepthSupervision", "KEYPOINT_RAYS", "DEPTH_WEIGHT", "training_keypoints"]
+__all__ = ["DepthSupervision", "KEYPOINT_RAYS", "DEPTH_WEIGHT"]
 
 #: keypoint rays rendered per step (beside the batch's pixel rays)
 KEYPOINT_RAYS = 256
 #: weight of the depth loss against the batch's colour MSE
 DEPTH_WEIGHT = 0.1
-
-
-def training_keypoints(scene: Scene) -> torch.Tensor:
-    """The scene's keypoints (`Scene.keypoints`) of its training images, `[K, 4]` (image, x, y,
-    distance); empty when it has none."""
-    if scene.keypoints is None:
-        return torch.zeros(0, 4)
-    train = torch.zeros(len(scene.images), dtype=torch.bool)
-    train[scene.split("train")] = True
-    return scene.keypoints[train[scene.keypoints[:, 0].long()]]
 
 
 class DepthSupervision(Strategy):
@@ -52,7 +42,7 @@ class DepthSupervision(Strategy):
     name = "depth"
 
     def __init__(self, config: TrainConfig, scene: Scene) -> None:
-        self.keypoints = training_keypoints(scene)
+        self.keypoints = scene.split_keypoints("train")
         self.generator = torch.Generator().manual_seed(config.seed)
 
     def on_start(self, trainer: Trainer, resumed: bool) -> list[str]:
