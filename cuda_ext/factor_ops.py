@@ -1,5 +1,5 @@
 """Factor-sampling ops of the TensoRF fields: validate arguments, then run the native kernel
-(gradients w.r.t. the factors) when built, else the `grid_sample` reference."""
+(gradients w.r.t. the factors and the points) when built, else the `grid_sample` reference."""
 
 from __future__ import annotations
 
@@ -38,15 +38,11 @@ def _check_factors(name: str, factors: object, dims: int, xn: torch.Tensor) -> l
     return [check_tensor(f"{name}[{i}]", _core(f, dims), (None,) * dims, xn.dtype, xn.device) for i, f in enumerate(factors)]
 
 
-def _native_for(xn: torch.Tensor) -> ModuleType | None:
-    """The extension module if it can run these tensors and no gradient w.r.t. xn is needed, else None."""
-    return None if xn.requires_grad else kernels_for(xn.device)
-
-
 class _VMSample(torch.autograd.Function):
-    """Native VM sampling; gradients w.r.t. the planes and lines (not xn). The factors may be the
-    4-d parameters themselves: their cores are taken inside, so no view enters the autograd graph
-    (a select's backward would copy every gradient into a zero tensor of the parameter's size)."""
+    """Native VM sampling; gradients w.r.t. the planes, lines and points, each only when asked for.
+    The factors may be the 4-d parameters themselves: their cores are taken inside, so no view
+    enters the autograd graph (a select's backward would copy every gradient into a zero tensor of
+    the parameter's size)."""
 
     @staticmethod
     def forward(ctx: Any, module: ModuleType, xn: torch.Tensor, reduce: bool, *factors: torch.Tensor) -> torch.Tensor:
@@ -57,12 +53,16 @@ class _VMSample(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         xn, *factors = ctx.saved_tensors
-        grads = ctx.module.vm_sample_bwd(_cores(factors[:3], 3), _cores(factors[3:], 2), xn, grad_out.contiguous(), ctx.reduce)
-        return (None, None, None, *(grad.view(factor.shape) for grad, factor in zip(grads, factors)))
+        planes, lines, grad_out = _cores(factors[:3], 3), _cores(factors[3:], 2), grad_out.contiguous()
+        grad_xn = ctx.module.vm_sample_bwd_points(planes, lines, xn, grad_out, ctx.reduce) if ctx.needs_input_grad[1] else None
+        if not any(ctx.needs_input_grad[3:]):
+            return (None, grad_xn, None, *(None for _ in factors))
+        grads = ctx.module.vm_sample_bwd(planes, lines, xn, grad_out, ctx.reduce)
+        return (None, grad_xn, None, *(grad.view(factor.shape) for grad, factor in zip(grads, factors)))
 
 
 class _CPSample(torch.autograd.Function):
-    """Native CP sampling; gradients w.r.t. the lines (not xn); lines may be 4-d parameters (see _VMSample)."""
+    """Native CP sampling; gradients w.r.t. the lines and points; lines may be 4-d parameters (see _VMSample)."""
 
     @staticmethod
     def forward(ctx: Any, module: ModuleType, xn: torch.Tensor, reduce: bool, *lines: torch.Tensor) -> torch.Tensor:
@@ -73,8 +73,12 @@ class _CPSample(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         xn, *lines = ctx.saved_tensors
-        grads = ctx.module.cp_sample_bwd(_cores(lines, 2), xn, grad_out.contiguous(), ctx.reduce)
-        return (None, None, None, *(grad.view(line.shape) for grad, line in zip(grads, lines)))
+        cores, grad_out = _cores(lines, 2), grad_out.contiguous()
+        grad_xn = ctx.module.cp_sample_bwd_points(cores, xn, grad_out, ctx.reduce) if ctx.needs_input_grad[1] else None
+        if not any(ctx.needs_input_grad[3:]):
+            return (None, grad_xn, None, *(None for _ in lines))
+        grads = ctx.module.cp_sample_bwd(cores, xn, grad_out, ctx.reduce)
+        return (None, grad_xn, None, *(grad.view(line.shape) for grad, line in zip(grads, lines)))
 
 
 def _cores(factors: Sequence[torch.Tensor], dims: int) -> list[torch.Tensor]:
@@ -84,8 +88,8 @@ def _cores(factors: Sequence[torch.Tensor], dims: int) -> list[torch.Tensor]:
 def vm_sample(planes: Sequence[torch.Tensor], lines: Sequence[torch.Tensor], xn: torch.Tensor, reduce: bool) -> torch.Tensor:
     """TensoRF-VM plane x line products at normalized points; same contract as `reference.vm_sample`.
 
-    Differentiable w.r.t. the planes and lines (the native kernel computes no gradient w.r.t. xn;
-    when xn requires one, the reference runs instead).
+    Differentiable w.r.t. the planes, lines and xn (the gradient w.r.t. xn is grid_sample's: the
+    bilinear weights' derivatives, which jump across grid lines).
 
     Args:
         planes: three contiguous planes `[R_i, H_i, W_i]`, or TensoRF's `[1, R_i, H_i, W_i]` parameters.
@@ -101,7 +105,7 @@ def vm_sample(planes: Sequence[torch.Tensor], lines: Sequence[torch.Tensor], xn:
     for i, (plane, line) in enumerate(zip(plane_cores, line_cores)):
         if plane.shape[0] != line.shape[0]:
             raise ValueError(f"planes[{i}] has {plane.shape[0]} components but lines[{i}] has {line.shape[0]}")
-    module = _native_for(xn)
+    module = kernels_for(xn.device)
     if module is None:
         return reference.vm_sample(plane_cores, line_cores, xn, reduce)
     return _VMSample.apply(module, xn, bool(reduce), *planes, *lines)
@@ -110,7 +114,7 @@ def vm_sample(planes: Sequence[torch.Tensor], lines: Sequence[torch.Tensor], xn:
 def cp_sample(lines: Sequence[torch.Tensor], xn: torch.Tensor, reduce: bool) -> torch.Tensor:
     """TensoRF-CP products of three line lookups at normalized points; same contract as `reference.cp_sample`.
 
-    Differentiable w.r.t. the lines (not xn: when xn requires a gradient, the reference runs instead).
+    Differentiable w.r.t. the lines and xn.
 
     Args:
         lines: three contiguous lines `[R, L_a]` along x, y, z, or TensoRF's `[1, R, L_a, 1]` parameters.
@@ -123,7 +127,7 @@ def cp_sample(lines: Sequence[torch.Tensor], xn: torch.Tensor, reduce: bool) -> 
     cores = _check_factors("lines", lines, 2, xn)
     if not cores[0].shape[0] == cores[1].shape[0] == cores[2].shape[0]:
         raise ValueError(f"lines must have the same number of components, got {[line.shape[0] for line in cores]}")
-    module = _native_for(xn)
+    module = kernels_for(xn.device)
     if module is None:
         return reference.cp_sample(cores, xn, reduce)
     return _CPSample.apply(module, xn, bool(reduce), *lines)

@@ -206,8 +206,11 @@ def _budget_run(args: argparse.Namespace, out: str) -> dict[str, Any]:
         print(f"  t={trainer.state.train_seconds:6.1f}s  it={trainer.state.iteration:5d}  held-out PSNR {result['psnr']:.2f} dB", flush=True)
         next_eval[0] = trainer.state.train_seconds + args.eval_every
 
-    # perturbed poses: the run's own final evaluation (metrics.json) is a short unaligned one
-    metrics = train_run(config, overwrite=True, scene=scene, on_step=evaluate_on_schedule, final_eval_views=10 if perturbing else None)
+    # every held-out view, however long it takes; with perturbed poses, the run's own final
+    # evaluation (metrics.json) is a short unaligned one and the aligned one follows
+    metrics = train_run(
+        config, overwrite=True, scene=scene, on_step=evaluate_on_schedule, final_eval_views=10 if perturbing else None, final_eval_share=None
+    )
     poses = None
     if perturbing:
         trainer = trained[0]

@@ -18,18 +18,13 @@ from data import Scene, load_scene, scene_summary
 from fields import Slimmable
 from fields.appearance import codes_of
 
-from ..evaluate import at_most_pixels, evaluate_views, evenly_spaced
 from ..runs import CHECKPOINT_NAME, claim_run_folder, write_json, writing
 from .config import TrainConfig
+from .final_eval import FINAL_EVAL_SHARE, FINAL_EVAL_VIEWS, final_evaluation
 from .trainer import Trainer, TrainingDiverged
 
 __all__ = ["train_run", "RunInterrupted", "checkpoint_interval"]
 
-#: views rendered for the metrics written at the end of training (`eval` scores a whole split)
-FINAL_EVAL_VIEWS = 10
-#: larger held-out views are scored downscaled to this many pixels at the end of training
-#: (about 800x600; `eval` scores them at full size): a 1600x1200 photo took minutes per view
-FINAL_EVAL_PIXELS = 480_000
 #: the shortest and longest default checkpoint interval (seconds), and the run's share of it
 CHECKPOINT_EVERY_MIN, CHECKPOINT_EVERY_MAX, CHECKPOINT_EVERY_FRACTION = 5.0, 60.0, 0.1
 
@@ -74,6 +69,7 @@ def train_run(
     on_step: Callable[[Trainer], None] | None = None,
     log: Callable[[str], None] = print,
     final_eval_views: int | None = FINAL_EVAL_VIEWS,
+    final_eval_share: float | None = FINAL_EVAL_SHARE,
 ) -> dict[str, Any]:
     """Train `config` to the end of its schedule and write the run folder.
 
@@ -87,13 +83,15 @@ def train_run(
     raises `runs.RunWriteError` naming the file (the previous checkpoint is kept). Ctrl-C, SIGTERM
     and SIGHUP save a checkpoint and raise `RunInterrupted`; a diverged loss keeps the last checkpoint and
     raises too. `on_step(trainer)` runs after every step (benchmarks evaluate from there).
-    Returns the metrics dict.
+    The final evaluation scores `final_eval_views` held-out views (None: all) in at most
+    `final_eval_share` of the training time (None: at up to 800x600 however long it takes; see
+    `final_eval`). Returns the metrics dict.
     """
     out = Path(config.out)
     with claim_run_folder(out, config.to_dict(), resume=resume, overwrite=overwrite) as events, _signals_interrupt():
         for event in events:
             log(event)
-        return _train(config, out, resume, scene, on_step, log, final_eval_views)
+        return _train(config, out, resume, scene, on_step, log, final_eval_views, final_eval_share)
 
 
 def checkpoint_interval(config: TrainConfig, trainer: Trainer) -> float:
@@ -119,6 +117,7 @@ def _train(
     on_step: Callable[[Trainer], None] | None,
     log: Callable[[str], None],
     final_eval_views: int | None,
+    final_eval_share: float | None,
 ) -> dict[str, Any]:
     """`train_run` in its claimed folder."""
     if scene is None:
@@ -165,30 +164,13 @@ def _train(
     for event in trainer.finish():
         log(event)
     trainer.save()  # before the evaluation, which takes a while: a kill there loses no training
-    held_out = scene.split("test")
+    result = final_evaluation(trainer.model, scene, trainer.state.train_seconds, out, log, final_eval_views, final_eval_share)
     kept = f"the trained checkpoint is saved in {out}; `tensorfields eval {out}` scores it"
-    started = time.perf_counter()
-    views = evenly_spaced(held_out, final_eval_views)
-    scored, factor = at_most_pixels(scene, views, FINAL_EVAL_PIXELS)
-    with writing(out / "renders", kept):
-        result = evaluate_views(trainer.model, scored, views, out / "renders")
-    seconds = time.perf_counter() - started
-    width, height = result["resolution"]
-    share = seconds / max(trainer.state.train_seconds, 1e-9)
-    views = f"{result['num_views']} held-out views at {width}x{height}"
-    if factor < 1.0:
-        views += f" (downscaled from {scene.width}x{scene.height}; `tensorfields eval {out}` scores full size)"
-    log(f"final evaluation: {views} rendered and scored in {seconds:.1f} s ({share:.0%} of the training time)")
     metrics = {
-        "psnr": result["psnr"],
-        "ssim": result["ssim"],
-        "num_views": result["num_views"],
-        "held_out_views": int(len(held_out)),
-        "resolution": result["resolution"],
-        "appearance": result["appearance"],
+        **{key: result[key] for key in ("psnr", "ssim", "num_views", "held_out_views", "resolution", "appearance")},
         "iterations": trainer.state.iteration,
         "train_seconds": round(trainer.state.train_seconds, 2),
-        "eval_seconds": round(seconds, 2),
+        "eval_seconds": result["eval_seconds"],
         "num_parameters": trainer.field.num_parameters(),
         "nbytes": trainer.field.nbytes(),
         **_rank_metrics(trainer),

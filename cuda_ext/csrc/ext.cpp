@@ -171,6 +171,19 @@ std::vector<at::Tensor> cp_sample_bwd(const std::vector<at::Tensor>& lines, cons
   return ON_DEVICE(xn, cp_sample_bwd, lines, xn, grad_out, reduce);
 }
 
+at::Tensor vm_sample_bwd_points(const std::vector<at::Tensor>& planes, const std::vector<at::Tensor>& lines, const at::Tensor& xn,
+                                const at::Tensor& grad_out, bool reduce) {
+  check_vm(planes, lines, xn);
+  check_grad_out(grad_out, xn, vm_components(planes), reduce);
+  return ON_DEVICE(xn, vm_sample_bwd_points, planes, lines, xn, grad_out, reduce);
+}
+
+at::Tensor cp_sample_bwd_points(const std::vector<at::Tensor>& lines, const at::Tensor& xn, const at::Tensor& grad_out, bool reduce) {
+  check_cp(lines, xn);
+  check_grad_out(grad_out, xn, lines[0].size(0), reduce);
+  return ON_DEVICE(xn, cp_sample_bwd_points, lines, xn, grad_out, reduce);
+}
+
 // points [N, 3], centers [T, 3] of points' float dtype and device; table [C, M] int32 with a row per
 // cell of a grid of `resolution` cells; k >= 1.
 void check_trivec_cloud(const at::Tensor& points, const at::Tensor& centers, double half_size, const at::Tensor& table,
@@ -251,6 +264,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("vm_sample_bwd", &vm_sample_bwd, "gradients of vm_sample_fwd w.r.t. the planes and lines");
   m.def("cp_sample_fwd", &cp_sample_fwd, "TensoRF-CP line x line x line products at points (or their sum)");
   m.def("cp_sample_bwd", &cp_sample_bwd, "gradients of cp_sample_fwd w.r.t. the lines");
+  m.def("vm_sample_bwd_points", &vm_sample_bwd_points, "gradient of vm_sample_fwd w.r.t. the points");
+  m.def("cp_sample_bwd_points", &cp_sample_bwd_points, "gradient of cp_sample_fwd w.r.t. the points");
   m.def("trivec_neighbors", &trivec_neighbors, "Strivec: the K nearest covering tensors of points, weights, local coordinates");
   m.def("trivec_sample_fwd", &trivec_sample_fwd, "Strivec: weighted tri-vector products at neighbour slots (or their sum)");
   m.def("trivec_sample_bwd", &trivec_sample_bwd, "gradients of trivec_sample_fwd w.r.t. the lines");

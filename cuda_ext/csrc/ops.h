@@ -48,9 +48,9 @@ namespace tensorfields {
 //   VM: planes 3 x [R_i, H_i, W_i], lines 3 x [R_i, L_i], xn [N, 3] in [-1, 1]. The forward returns the
 //   products [R_0 + R_1 + R_2, N] (pair 0's components first), or their sum [N] when reduce; the
 //   backward takes grad_out shaped like that result and returns the gradients of the 3 planes, then
-//   of the 3 lines.
+//   of the 3 lines; the points backward (same arguments) returns the gradient w.r.t. xn [N, 3].
 //   CP: lines 3 x [R, L_a], xn [N, 3]. The forward returns [R, N] (or [N] when reduce); the backward
-//   the gradients of the 3 lines.
+//   the gradients of the 3 lines; the points backward the gradient w.r.t. xn [N, 3].
 #define TENSORFIELDS_VM_FORWARD_ARGS \
   const std::vector<at::Tensor> &planes, const std::vector<at::Tensor> &lines, const at::Tensor &xn, bool reduce
 #define TENSORFIELDS_VM_BACKWARD_ARGS                                                                       \
@@ -85,8 +85,10 @@ std::vector<at::Tensor> transmittance_cpu(TENSORFIELDS_TRANSMITTANCE_ARGS);
 void update_occupancy_cpu(TENSORFIELDS_UPDATE_OCCUPANCY_ARGS);
 at::Tensor vm_sample_fwd_cpu(TENSORFIELDS_VM_FORWARD_ARGS);
 std::vector<at::Tensor> vm_sample_bwd_cpu(TENSORFIELDS_VM_BACKWARD_ARGS);
+at::Tensor vm_sample_bwd_points_cpu(TENSORFIELDS_VM_BACKWARD_ARGS);
 at::Tensor cp_sample_fwd_cpu(TENSORFIELDS_CP_FORWARD_ARGS);
 std::vector<at::Tensor> cp_sample_bwd_cpu(TENSORFIELDS_CP_BACKWARD_ARGS);
+at::Tensor cp_sample_bwd_points_cpu(TENSORFIELDS_CP_BACKWARD_ARGS);
 std::vector<at::Tensor> trivec_neighbors_cpu(TENSORFIELDS_TRIVEC_NEIGHBORS_ARGS);
 at::Tensor trivec_sample_fwd_cpu(TENSORFIELDS_TRIVEC_FORWARD_ARGS);
 at::Tensor trivec_sample_bwd_cpu(TENSORFIELDS_TRIVEC_BACKWARD_ARGS);
@@ -100,8 +102,10 @@ std::vector<at::Tensor> transmittance_cuda(TENSORFIELDS_TRANSMITTANCE_ARGS);
 void update_occupancy_cuda(TENSORFIELDS_UPDATE_OCCUPANCY_ARGS);
 at::Tensor vm_sample_fwd_cuda(TENSORFIELDS_VM_FORWARD_ARGS);
 std::vector<at::Tensor> vm_sample_bwd_cuda(TENSORFIELDS_VM_BACKWARD_ARGS);
+at::Tensor vm_sample_bwd_points_cuda(TENSORFIELDS_VM_BACKWARD_ARGS);
 at::Tensor cp_sample_fwd_cuda(TENSORFIELDS_CP_FORWARD_ARGS);
 std::vector<at::Tensor> cp_sample_bwd_cuda(TENSORFIELDS_CP_BACKWARD_ARGS);
+at::Tensor cp_sample_bwd_points_cuda(TENSORFIELDS_CP_BACKWARD_ARGS);
 std::vector<at::Tensor> trivec_neighbors_cuda(TENSORFIELDS_TRIVEC_NEIGHBORS_ARGS);
 at::Tensor trivec_sample_fwd_cuda(TENSORFIELDS_TRIVEC_FORWARD_ARGS);
 at::Tensor trivec_sample_bwd_cuda(TENSORFIELDS_TRIVEC_BACKWARD_ARGS);

@@ -234,7 +234,7 @@ def test_orphaned_temporary_files_are_removed(run: Path, sphere_scene: Path) -> 
 
 
 def test_the_checkpoint_is_saved_before_the_final_evaluation(sphere_scene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import apps.training.run as run_module
+    import apps.training.final_eval as run_module
 
     out = tmp_path / "run"
     evaluated = run_module.evaluate_views

@@ -41,7 +41,7 @@ def test_train_run_writes_run_folder(sphere_scene: Path, tmp_path: Path) -> None
     out = tmp_path / "run"
     lines: list[str] = []
     metrics = train_run(small_config(sphere_scene, out), log=lines.append)
-    timing = [line for line in lines if line.startswith("final evaluation: 2 held-out views at 40x30 rendered and scored in")]
+    timing = [line for line in lines if line.startswith("final evaluation: 2 of 2 held-out views at 40x30; rendered and scored in")]
     assert len(timing) == 1 and "of the training time" in timing[0]
     assert 0 < metrics["eval_seconds"] < 60
     for name in ("checkpoint.safetensors", "config.json", "metrics.json"):
@@ -120,11 +120,11 @@ def test_schedule_fits_any_length() -> None:
 def test_a_contracted_cpu_run_gets_the_grid_its_budget_can_train() -> None:
     photos = type("Photos", (), {"width": 1604, "height": 1201})()
     assert default_grid(photos) == (128, 300)  # from the image size
-    assert default_grid(photos, contracted=True, budget=BUDGET_GRID_SECONDS)[1] == BUDGET_GRID
-    finals = [default_grid(photos, contracted=True, budget=b)[1] for b in (60.0, 300.0, 600.0, 1e5)]
+    assert default_grid(photos, spans_space=True, budget=BUDGET_GRID_SECONDS)[1] == BUDGET_GRID
+    finals = [default_grid(photos, spans_space=True, budget=b)[1] for b in (60.0, 300.0, 600.0, 1e5)]
     assert finals[0] < BUDGET_GRID < finals[1] < finals[2] < finals[3] == 300  # voxels grow with the budget, up to the image's
-    assert default_grid(photos, contracted=True, budget=600.0, gpu=True) == (128, 300)
-    assert default_grid(photos, contracted=True) == (128, 300)  # iteration-counted runs keep the image's grid
+    assert default_grid(photos, spans_space=True, budget=600.0, gpu=True) == (128, 300)
+    assert default_grid(photos, spans_space=True) == (128, 300)  # iteration-counted runs keep the image's grid
 
 
 @requires_fern
@@ -167,3 +167,40 @@ def test_large_held_out_views_are_scored_downscaled_at_the_end(sphere_scene: Pat
     index = int(views[0])
     expected = resize_image(scene.images[index].numpy(), (20, 15))
     assert torch.equal(small.images[index], torch.from_numpy(np.array(expected)))
+
+
+def test_final_evaluation_fits_its_share_of_the_training_time(sphere_scene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The end-of-run evaluation measures the render rate on a small probe, then scores as many
+    pixels as its time allows: smaller views first, then fewer views (at least one)."""
+    from types import SimpleNamespace
+
+    from apps.training import final_eval
+
+    scene = load_scene(sphere_scene)  # 40x30, 2 held-out views
+    views = scene.split("test")
+    model = Trainer(small_config(sphere_scene, tmp_path / "run"), scene).model
+    assert final_eval.plan_final_eval(model, scene, views, 0.0).pixels == 1200  # at most PROBE_PIXELS: all, whole
+    monkeypatch.setattr(final_eval, "PROBE_PIXELS", 300)
+    monkeypatch.setattr(final_eval, "MIN_VIEW_PIXELS", 400)
+    clock = [0.0]
+    scored: list[tuple[int, int]] = []
+
+    def timed_evaluate(model, scene, indices, *args, **kwargs):  # 1 ms per pixel on a fake clock
+        scored.append((len(indices), scene.width * scene.height))
+        clock[0] += 1e-3 * len(indices) * scene.width * scene.height
+        return {}
+
+    monkeypatch.setattr(final_eval, "evaluate_views", timed_evaluate)
+    monkeypatch.setattr(final_eval, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    unlimited = final_eval.plan_final_eval(model, scene, views, None)
+    assert torch.equal(unlimited.views, views) and unlimited.pixels == 1200 and not scored
+    roomy = final_eval.plan_final_eval(model, scene, views, 1e6)
+    assert scored == [(1, 300)] and roomy.probe_pixels == 300 and roomy.pixels_per_second == pytest.approx(1000.0)
+    assert torch.equal(roomy.views, views) and roomy.pixels == 1200  # never above the views' own size
+    monkeypatch.setattr(final_eval, "PLAN_FILL", 0.5)
+    smaller = final_eval.plan_final_eval(model, scene, views, 2 * (0.3 + 1.6))  # probe 0.3 s, then 1,600 pixels
+    assert torch.equal(smaller.views, views) and smaller.pixels == 800
+    fewer = final_eval.plan_final_eval(model, scene, views, 2 * (0.3 + 0.5))  # 500 pixels: one view at the floor
+    assert fewer.views.tolist() == views[:1].tolist() and fewer.pixels == 400
+    none_fit = final_eval.plan_final_eval(model, scene, views, 0.1)
+    assert len(none_fit.views) == 1 and none_fit.pixels == 400

@@ -130,13 +130,43 @@ def test_factor_views_of_parameters_get_gradients() -> None:
     assert line.grad is not None and line.grad.shape == line.shape and line.grad.abs().sum() > 0
 
 
-def test_points_requiring_grad_use_the_reference() -> None:
-    """The kernels compute no gradient w.r.t. xn; vm_sample then runs the reference, which does."""
-    planes, lines = make_vm(VM_SHAPES[0], seed=12)
-    xn = make_points(30, seed=13).clamp(-0.9, 0.9).requires_grad_()
-    (grad,) = torch.autograd.grad(vm_sample(planes, lines, xn, True).sum(), xn)
-    (want,) = torch.autograd.grad(reference.vm_sample(planes, lines, xn, True).sum(), xn)
-    torch.testing.assert_close(grad, want)
+def random_points(count: int, seed: int, dtype: torch.dtype = torch.float32, device: str = "cpu") -> torch.Tensor:
+    """Random points `[count, 3]` in [-1.1, 1.1] requiring a gradient: off the grid lines, where the
+    gradient w.r.t. the points jumps and one rounding could pick either side."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(count, 3, generator=g, dtype=torch.float64) * 2.2 - 1.1).to(dtype).to(device).requires_grad_()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shapes", VM_SHAPES)
+@pytest.mark.parametrize("reduce", [False, True])
+def test_vm_sample_point_gradients_match_reference(device: str, shapes, reduce: bool) -> None:
+    """Pose refinement differentiates the field w.r.t. the sample points: the native gradient w.r.t.
+    xn (alone, and together with the factors') is grid_sample's, inside and just outside the box."""
+    planes, lines = make_vm(shapes, seed=21, device=device)
+    xn = random_points(555, seed=22, device=device)
+    for inputs, seed in (([xn], 23), ([xn, *planes, *lines], 24)):
+        assert_same_with_grads(reference.vm_sample(planes, lines, xn, reduce), vm_sample(planes, lines, xn, reduce), inputs, seed)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("lengths", [(7, 5, 9), (2, 2, 2), (13, 2, 6)])
+@pytest.mark.parametrize("reduce", [False, True])
+def test_cp_sample_point_gradients_match_reference(device: str, lengths, reduce: bool) -> None:
+    lines = make_cp(5, lengths, seed=25, device=device)
+    xn = random_points(555, seed=26, device=device)
+    for inputs, seed in (([xn], 27), ([xn, *lines], 28)):
+        assert_same_with_grads(reference.cp_sample(lines, xn, reduce), cp_sample(lines, xn, reduce), inputs, seed)
+
+
+@pytest.mark.parametrize("reduce", [False, True])
+def test_point_gradients_gradcheck_float64(reduce: bool) -> None:
+    """Finite differences w.r.t. the points, VM and CP, with the factors' gradients at the same time."""
+    planes, lines = make_vm(VM_SHAPES[0], seed=29, dtype=torch.float64)
+    cp_lines = make_cp(3, (5, 4, 6), seed=30, dtype=torch.float64)
+    xn = random_points(30, seed=31, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x, *f: vm_sample(f[:3], f[3:], x, reduce), (xn, *planes, *lines))
+    assert torch.autograd.gradcheck(lambda x, *f: cp_sample(f, x, reduce), (xn, *cp_lines))
 
 
 def _vm_args() -> dict:

@@ -26,22 +26,23 @@ if TYPE_CHECKING:
 __all__ = ["TensoRFSchedule", "default_grid", "ndc_ray_box", "regularization_weights"]
 
 
-#: the final grid of a contracted scene trained on the CPU for `BUDGET_GRID_SECONDS` (see `default_grid`)
+#: the final grid of a contracted or forward-facing scene trained on the CPU for `BUDGET_GRID_SECONDS` (see `default_grid`)
 BUDGET_GRID, BUDGET_GRID_SECONDS = 128, 120.0
 
 
-def default_grid(scene: Scene, contracted: bool = False, budget: float | None = None, gpu: bool = False) -> tuple[int, int]:
+def default_grid(scene: Scene, spans_space: bool = False, budget: float | None = None, gpu: bool = False) -> tuple[int, int]:
     """Grid resolutions that suit the image size: about 1.3 voxels per pixel of the longer side
     at the end (TensoRF's 300^3 for 800x800 images), starting at 43% of that (TensoRF's 128).
 
-    A contracted scene's grid spans all of space, so the image size asks for far more voxels than
-    a CPU budget can train: a `budget`-second CPU run ends at the voxel count that grows linearly
-    with the budget from `BUDGET_GRID`^3 at `BUDGET_GRID_SECONDS` (each step's cost grows with
-    the voxel count). On the sculpture's 1604x1201 photos the image size asked for 300^3: 382
-    iterations in 300 s; 128^3 made 652 and scored the same on held-out views, and its training
-    views 1.5 dB better."""
+    A contracted scene's grid spans all of space, and a forward-facing scene's all of NDC space
+    (every ray crosses the whole depth), so the image size asks for more voxels and samples than
+    a CPU budget can train: with `spans_space`, a `budget`-second CPU run ends at the voxel count
+    that grows linearly with the budget from `BUDGET_GRID`^3 at `BUDGET_GRID_SECONDS` (each step's
+    cost grows with the voxel count). On the sculpture's 1604x1201 photos the image size asked
+    for 300^3: 382 iterations in 300 s; 128^3 made 652 and scored the same on held-out views, and
+    its training views 1.5 dB better."""
     final = int(min(300, max(64, round(1.28 * max(scene.width, scene.height) / 8) * 8)))
-    if contracted and budget is not None and not gpu:
+    if spans_space and budget is not None and not gpu:
         final = max(64, min(final, round(BUDGET_GRID * (budget / BUDGET_GRID_SECONDS) ** (1 / 3))))
     return max(32, round(final * 128 / 300)), final
 
@@ -88,7 +89,8 @@ class TensoRFSchedule(Strategy):
 
     def __init__(self, config: TrainConfig, scene: Scene) -> None:
         device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        grid_init, grid_final = default_grid(scene, uses_contraction(config, scene), config.budget, device.startswith("cuda"))
+        spans_space = uses_contraction(config, scene) or scene.ndc
+        grid_init, grid_final = default_grid(scene, spans_space, config.budget, device.startswith("cuda"))
         self.config = config
         self.schedule = Schedule(grid_init=config.grid_init or grid_init, grid_final=config.grid_final or grid_final)
         self.upsamples_done = 0

@@ -1,7 +1,8 @@
 // Factor sampling on the GPU. Raw pointers and a stream only: no torch headers, so `nvcc -c` checks
 // this file anywhere. Products: one thread per (component, sample), consecutive threads on
 // consecutive samples of one component (coalesced writes); sums over components: one thread per
-// sample (no atomics, deterministic); gradients: one thread per (component, sample), atomicAdd.
+// sample (no atomics, deterministic); gradients: one thread per (component, sample), atomicAdd;
+// gradients w.r.t. the points: one thread per sample.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -110,6 +111,25 @@ __global__ void cp_bwd_kernel(CPFactorsView<scalar_t> f, FactorGrads<scalar_t> g
   }
 }
 
+// Gradient w.r.t. the points: one thread per sample, its components summed in registers (no atomics).
+template <typename scalar_t>
+__global__ void vm_points_bwd_kernel(VMFactorsView<scalar_t> f, const scalar_t* xn, int64_t n, const scalar_t* grad_out, bool reduce,
+                                     scalar_t* grad_xn) {
+  for (int64_t s = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; s < n; s += int64_t{gridDim.x} * blockDim.x) {
+    scalar_t grad[3] = {0, 0, 0};
+    for (int pair = 0; pair < 3; ++pair)
+      vm_point_grad(f, pair, xn + 3 * s, reduce ? grad_out + s : grad_out + f.first[pair] * n + s, reduce ? 0 : n, grad);
+    for (int a = 0; a < 3; ++a) grad_xn[3 * s + a] = grad[a];
+  }
+}
+
+template <typename scalar_t>
+__global__ void cp_points_bwd_kernel(CPFactorsView<scalar_t> f, const scalar_t* xn, int64_t n, const scalar_t* grad_out, bool reduce,
+                                     scalar_t* grad_xn) {
+  for (int64_t s = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; s < n; s += int64_t{gridDim.x} * blockDim.x)
+    cp_point_grad(f, xn + 3 * s, grad_out + s, reduce ? 0 : n, grad_xn + 3 * s);
+}
+
 }  // namespace
 
 // out: [components, n] products, or [n] sums when `reduce`.
@@ -156,13 +176,34 @@ cudaError_t launch_cp_sample_bwd(const CPFactorsView<scalar_t>& f, const FactorG
   return cudaGetLastError();
 }
 
+// grad_xn: [n, 3], overwritten.
+template <typename scalar_t>
+cudaError_t launch_vm_sample_bwd_points(const VMFactorsView<scalar_t>& f, const scalar_t* xn, int64_t n, const scalar_t* grad_out,
+                                        bool reduce, scalar_t* grad_xn, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  vm_points_bwd_kernel<<<grid_stride_blocks(n), kGridStrideThreads, 0, stream>>>(f, xn, n, grad_out, reduce, grad_xn);
+  return cudaGetLastError();
+}
+
+template <typename scalar_t>
+cudaError_t launch_cp_sample_bwd_points(const CPFactorsView<scalar_t>& f, const scalar_t* xn, int64_t n, const scalar_t* grad_out,
+                                        bool reduce, scalar_t* grad_xn, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  cp_points_bwd_kernel<<<grid_stride_blocks(n), kGridStrideThreads, 0, stream>>>(f, xn, n, grad_out, reduce, grad_xn);
+  return cudaGetLastError();
+}
+
 #define TENSORFIELDS_INSTANTIATE_FACTORS(T)                                                                                    \
   template cudaError_t launch_vm_sample_fwd<T>(const VMFactorsView<T>&, const T*, int64_t, bool, T*, cudaStream_t);           \
   template cudaError_t launch_vm_sample_bwd<T>(const VMFactorsView<T>&, const FactorGrads<T>&, const T*, int64_t, const T*,  \
                                                bool, cudaStream_t);                                                           \
   template cudaError_t launch_cp_sample_fwd<T>(const CPFactorsView<T>&, const T*, int64_t, bool, T*, cudaStream_t);           \
   template cudaError_t launch_cp_sample_bwd<T>(const CPFactorsView<T>&, const FactorGrads<T>&, const T*, int64_t, const T*,  \
-                                               bool, cudaStream_t);
+                                               bool, cudaStream_t);                                                           \
+  template cudaError_t launch_vm_sample_bwd_points<T>(const VMFactorsView<T>&, const T*, int64_t, const T*, bool, T*,         \
+                                                      cudaStream_t);                                                          \
+  template cudaError_t launch_cp_sample_bwd_points<T>(const CPFactorsView<T>&, const T*, int64_t, const T*, bool, T*,         \
+                                                      cudaStream_t);
 TENSORFIELDS_INSTANTIATE_FACTORS(float)
 TENSORFIELDS_INSTANTIATE_FACTORS(double)
 #undef TENSORFIELDS_INSTANTIATE_FACTORS

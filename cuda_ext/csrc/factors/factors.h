@@ -32,20 +32,38 @@ struct PlaneCorners {
 
 HOST_DEVICE int32_t axis_step(int32_t n) { return n > 1 ? 1 : 0; }
 
-// Corners of the linear lookup at normalized u on an axis of n >= 1 grid points.
+// Grid position of normalized u on an axis of n grid points.
 template <typename scalar_t>
-HOST_DEVICE AxisCorners<scalar_t> axis_corners(scalar_t u, int32_t n) {
-  const scalar_t pos = (u + scalar_t(1)) / scalar_t(2) * static_cast<scalar_t>(n - 1);
-  const scalar_t f = floor(pos);
-  const scalar_t w0 = (f + scalar_t(1)) - pos;
-  const scalar_t w1 = pos - f;
+HOST_DEVICE scalar_t axis_position(scalar_t u, int32_t n) {
+  return (u + scalar_t(1)) / scalar_t(2) * static_cast<scalar_t>(n - 1);
+}
+
+// Grid points f = floor(pos) and f + 1 carrying a0 and a1, as two in-range corners (see the top).
+template <typename scalar_t>
+HOST_DEVICE AxisCorners<scalar_t> place_corners(scalar_t f, int32_t n, scalar_t a0, scalar_t a1) {
   const scalar_t last = static_cast<scalar_t>(n - 1);
   const bool in0 = f >= scalar_t(0) && f <= last;  // false for NaN
   const bool in1 = f >= scalar_t(-1) && f <= last - scalar_t(1);
-  if (in0 && in1) return {static_cast<int32_t>(f), w0, w1};
-  if (in0) return n > 1 ? AxisCorners<scalar_t>{n - 2, scalar_t(0), w0} : AxisCorners<scalar_t>{0, w0, scalar_t(0)};
-  if (in1) return {0, w1, scalar_t(0)};  // f == -1: only grid point 0, as the second corner
+  if (in0 && in1) return {static_cast<int32_t>(f), a0, a1};
+  if (in0) return n > 1 ? AxisCorners<scalar_t>{n - 2, scalar_t(0), a0} : AxisCorners<scalar_t>{0, a0, scalar_t(0)};
+  if (in1) return {0, a1, scalar_t(0)};  // f == -1: only grid point 0, as the second corner
   return {0, scalar_t(0), scalar_t(0)};
+}
+
+// Corners of the linear lookup at normalized u on an axis of n >= 1 grid points.
+template <typename scalar_t>
+HOST_DEVICE AxisCorners<scalar_t> axis_corners(scalar_t u, int32_t n) {
+  const scalar_t pos = axis_position(u, n);
+  const scalar_t f = floor(pos);
+  return place_corners(f, n, (f + scalar_t(1)) - pos, pos - f);
+}
+
+// The same corners with the weights' derivatives w.r.t. u, d(w0, w1)/du = (-1, 1) (n - 1) / 2:
+// a lookup through them is the derivative of the lookup (grid_sample's gradient w.r.t. its grid).
+template <typename scalar_t>
+HOST_DEVICE AxisCorners<scalar_t> axis_slopes(scalar_t u, int32_t n) {
+  const scalar_t half_span = static_cast<scalar_t>(n - 1) / scalar_t(2);
+  return place_corners(floor(axis_position(u, n)), n, -half_span, half_span);
 }
 
 // Corners of the bilinear lookup at (u along W, v along H) in an [H, W] plane.
@@ -54,6 +72,22 @@ HOST_DEVICE PlaneCorners<scalar_t> plane_corners(scalar_t u, scalar_t v, int32_t
   const AxisCorners<scalar_t> x = axis_corners(u, width);
   const AxisCorners<scalar_t> y = axis_corners(v, height);
   return {y.index * width + x.index, {x.w0 * y.w0, x.w1 * y.w0, x.w0 * y.w1, x.w1 * y.w1}};
+}
+
+// Derivatives of the bilinear lookup at (u, v) w.r.t. u (`du`) and v (`dv`): the corners of
+// plane_corners with the weights' derivatives.
+template <typename scalar_t>
+struct PlaneSlopes {
+  PlaneCorners<scalar_t> du, dv;
+};
+
+template <typename scalar_t>
+HOST_DEVICE PlaneSlopes<scalar_t> plane_slopes(scalar_t u, scalar_t v, int32_t height, int32_t width) {
+  const AxisCorners<scalar_t> x = axis_corners(u, width), y = axis_corners(v, height);
+  const AxisCorners<scalar_t> sx = axis_slopes(u, width), sy = axis_slopes(v, height);
+  const int32_t offset = y.index * width + x.index;
+  return {{offset, {sx.w0 * y.w0, sx.w1 * y.w0, sx.w0 * y.w1, sx.w1 * y.w1}},
+          {offset, {x.w0 * sy.w0, x.w1 * sy.w0, x.w0 * sy.w1, x.w1 * sy.w1}}};
 }
 
 template <typename scalar_t>
@@ -128,6 +162,34 @@ HOST_DEVICE scalar_t vm_value(const VMFactorsView<scalar_t>& f, int pair, int64_
          line_value(f.lines[pair] + vm_line_offset(f, pair, r), c.line, axis_step(f.length[pair]));
 }
 
+// Adds pair `pair`'s part of the gradient w.r.t. one sample's point x [3] to grad [3]: g[j * g_stride]
+// is the gradient of component first[pair] + j's product (g_stride = 0: one gradient for all, reduce).
+template <typename scalar_t>
+HOST_DEVICE void vm_point_grad(const VMFactorsView<scalar_t>& f, int pair, const scalar_t* x, const scalar_t* g, int64_t g_stride,
+                               scalar_t grad[3]) {
+  const int u_axis = vm_plane_u_axis(pair), v_axis = vm_plane_v_axis(pair), l_axis = vm_line_axis(pair);
+  const VMCorners<scalar_t> c = vm_corners(f, pair, x);
+  const PlaneSlopes<scalar_t> ps = plane_slopes(x[u_axis], x[v_axis], f.height[pair], f.width[pair]);
+  const AxisCorners<scalar_t> ls = axis_slopes(x[l_axis], f.length[pair]);
+  const int32_t dx = axis_step(f.width[pair]), dy = axis_step(f.height[pair]) * f.width[pair];
+  const int32_t dl = axis_step(f.length[pair]);
+  const int64_t plane_size = int64_t{f.height[pair]} * f.width[pair];
+  const int64_t components = f.first[pair + 1] - f.first[pair];
+  const scalar_t* plane = f.planes[pair];
+  const scalar_t* line = f.lines[pair];
+  scalar_t du = 0, dv = 0, dlen = 0;
+  for (int64_t j = 0; j < components; ++j, plane += plane_size, line += f.length[pair]) {
+    const scalar_t gj = g[j * g_stride];
+    const scalar_t plane_v = plane_value(plane, c.plane, dx, dy), line_v = line_value(line, c.line, dl);
+    du += gj * plane_value(plane, ps.du, dx, dy) * line_v;
+    dv += gj * plane_value(plane, ps.dv, dx, dy) * line_v;
+    dlen += gj * plane_v * line_value(line, ls, dl);
+  }
+  grad[u_axis] += du;
+  grad[v_axis] += dv;
+  grad[l_axis] += dlen;
+}
+
 // --- TensoRF-CP ------------------------------------------------------------------------------------
 // Component r multiplies lines[0][r] at x[0], lines[1][r] at x[1] and lines[2][r] at x[2]; lines [R, L_a].
 
@@ -152,6 +214,25 @@ HOST_DEVICE CPCorners<scalar_t> cp_corners(const CPFactorsView<scalar_t>& f, con
 template <typename scalar_t>
 HOST_DEVICE void cp_values(const CPFactorsView<scalar_t>& f, int64_t component, const CPCorners<scalar_t>& c, scalar_t v[3]) {
   for (int a = 0; a < 3; ++a) v[a] = line_value(f.lines[a] + component * f.length[a], c.axis[a], axis_step(f.length[a]));
+}
+
+// The gradient w.r.t. one sample's point x [3], written to grad [3]: g[r * g_stride] is the gradient
+// of component r's product (g_stride = 0: one gradient for all, reduce).
+template <typename scalar_t>
+HOST_DEVICE void cp_point_grad(const CPFactorsView<scalar_t>& f, const scalar_t* x, const scalar_t* g, int64_t g_stride,
+                               scalar_t grad[3]) {
+  const CPCorners<scalar_t> c = cp_corners(f, x);
+  const CPCorners<scalar_t> s = {{axis_slopes(x[0], f.length[0]), axis_slopes(x[1], f.length[1]), axis_slopes(x[2], f.length[2])}};
+  grad[0] = grad[1] = grad[2] = 0;
+  for (int64_t r = 0; r < f.components; ++r) {
+    scalar_t v[3], d[3];
+    cp_values(f, r, c, v);
+    cp_values(f, r, s, d);
+    const scalar_t gr = g[r * g_stride];
+    grad[0] += gr * d[0] * v[1] * v[2];
+    grad[1] += gr * v[0] * d[1] * v[2];
+    grad[2] += gr * v[0] * v[1] * d[2];
+  }
 }
 
 }  // namespace tensorfields

@@ -4,6 +4,7 @@
 // backward needs neither atomics nor per-thread buffers (each task also zeroes its own gradient
 // slices, in cache just before it scatters into them). Reductions over components sum one
 // partial row per thread, in a fixed order.
+// Gradients w.r.t. the points run over samples instead: each sample owns its three values.
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -214,6 +215,27 @@ void components_bwd(int64_t components, int64_t n, bool reduce, const at::Tensor
   });
 }
 
+// Gradient w.r.t. the points [n, 3] from grad_out ([components, n], or [n] when reduce). Pair by
+// pair in the forward's (plane-row) sample order, each sample's components summed in registers;
+// samples are unique within a pair, so blocks never collide.
+template <typename scalar_t>
+at::Tensor vm_points_bwd(const VMFactorsView<scalar_t>& f, const VMSampleCorners<scalar_t>* corners, const scalar_t* xn, int64_t n,
+                         const scalar_t* g, bool reduce, const at::TensorOptions& options) {
+  at::Tensor out = at::zeros({n, 3}, options);
+  scalar_t* grad = out.data_ptr<scalar_t>();
+  for (int pair = 0; pair < 3; ++pair) {
+    const VMSampleCorners<scalar_t>* c = corners + pair * n;
+    at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {
+      for (int64_t k = begin; k < end; ++k) {
+        const int64_t s = c[k].sample;
+        const scalar_t* gs = reduce ? g + s : g + f.first[pair] * n + s;
+        vm_point_grad(f, pair, xn + 3 * s, gs, reduce ? 0 : n, grad + 3 * s);
+      }
+    });
+  }
+  return out;
+}
+
 }  // namespace
 
 at::Tensor vm_sample_fwd_cpu(const std::vector<at::Tensor>& planes, const std::vector<at::Tensor>& lines, const at::Tensor& xn,
@@ -269,6 +291,31 @@ std::vector<at::Tensor> cp_sample_bwd_cpu(const std::vector<at::Tensor>& lines, 
     });
   });
   return grad_lines;
+}
+
+at::Tensor vm_sample_bwd_points_cpu(const std::vector<at::Tensor>& planes, const std::vector<at::Tensor>& lines, const at::Tensor& xn,
+                                  const at::Tensor& grad_out, bool reduce) {
+  const int64_t n = xn.size(0);
+  return AT_DISPATCH_FLOATING_TYPES(xn.scalar_type(), "vm_sample_bwd_points_cpu", [&] {
+    const VMFactorsView<scalar_t> f = vm_view<scalar_t>(planes, lines);
+    const std::vector<VMSampleCorners<scalar_t>> corners = vm_all_corners(f, xn.data_ptr<scalar_t>(), n);
+    return vm_points_bwd(f, corners.data(), xn.data_ptr<scalar_t>(), n, grad_out.data_ptr<scalar_t>(), reduce, xn.options());
+  });
+}
+
+at::Tensor cp_sample_bwd_points_cpu(const std::vector<at::Tensor>& lines, const at::Tensor& xn, const at::Tensor& grad_out, bool reduce) {
+  const int64_t n = xn.size(0);
+  at::Tensor out = at::empty({n, 3}, xn.options());
+  AT_DISPATCH_FLOATING_TYPES(xn.scalar_type(), "cp_sample_bwd_points_cpu", [&] {
+    const CPFactorsView<scalar_t> f = cp_view<scalar_t>(lines);
+    const scalar_t* x = xn.data_ptr<scalar_t>();
+    const scalar_t* g = grad_out.data_ptr<scalar_t>();
+    scalar_t* grad = out.data_ptr<scalar_t>();
+    at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {
+      for (int64_t s = begin; s < end; ++s) cp_point_grad(f, x + 3 * s, g + s, reduce ? 0 : n, grad + 3 * s);
+    });
+  });
+  return out;
 }
 
 }  // namespace tensorfields

@@ -21,6 +21,13 @@ template <typename scalar_t>
 cudaError_t launch_cp_sample_bwd(const CPFactorsView<scalar_t>& f, const FactorGrads<scalar_t>& grads, const scalar_t* xn,
                                  int64_t n, const scalar_t* grad_out, bool reduce, cudaStream_t stream);
 
+template <typename scalar_t>
+cudaError_t launch_vm_sample_bwd_points(const VMFactorsView<scalar_t>& f, const scalar_t* xn, int64_t n, const scalar_t* grad_out,
+                                        bool reduce, scalar_t* grad_xn, cudaStream_t stream);
+template <typename scalar_t>
+cudaError_t launch_cp_sample_bwd_points(const CPFactorsView<scalar_t>& f, const scalar_t* xn, int64_t n, const scalar_t* grad_out,
+                                        bool reduce, scalar_t* grad_xn, cudaStream_t stream);
+
 at::Tensor vm_sample_fwd_cuda(const std::vector<at::Tensor>& planes, const std::vector<at::Tensor>& lines, const at::Tensor& xn,
                               bool reduce) {
   const int64_t n = xn.size(0);
@@ -67,6 +74,30 @@ std::vector<at::Tensor> cp_sample_bwd_cuda(const std::vector<at::Tensor>& lines,
                 "cp_sample backward kernel failed");
   });
   return grad_lines;
+}
+
+at::Tensor vm_sample_bwd_points_cuda(const std::vector<at::Tensor>& planes, const std::vector<at::Tensor>& lines,
+                                   const at::Tensor& xn, const at::Tensor& grad_out, bool reduce) {
+  at::Tensor grad_xn = at::empty_like(xn);
+  AT_DISPATCH_FLOATING_TYPES(xn.scalar_type(), "vm_sample_bwd_points_cuda", [&] {
+    TORCH_CHECK(launch_vm_sample_bwd_points(vm_view<scalar_t>(planes, lines), xn.data_ptr<scalar_t>(), xn.size(0),
+                                            grad_out.data_ptr<scalar_t>(), reduce, grad_xn.data_ptr<scalar_t>(),
+                                            at::cuda::getCurrentCUDAStream()) == cudaSuccess,
+                "vm_sample points backward kernel failed");
+  });
+  return grad_xn;
+}
+
+at::Tensor cp_sample_bwd_points_cuda(const std::vector<at::Tensor>& lines, const at::Tensor& xn, const at::Tensor& grad_out,
+                                   bool reduce) {
+  at::Tensor grad_xn = at::empty_like(xn);
+  AT_DISPATCH_FLOATING_TYPES(xn.scalar_type(), "cp_sample_bwd_points_cuda", [&] {
+    TORCH_CHECK(launch_cp_sample_bwd_points(cp_view<scalar_t>(lines), xn.data_ptr<scalar_t>(), xn.size(0),
+                                            grad_out.data_ptr<scalar_t>(), reduce, grad_xn.data_ptr<scalar_t>(),
+                                            at::cuda::getCurrentCUDAStream()) == cudaSuccess,
+                "cp_sample points backward kernel failed");
+  });
+  return grad_xn;
 }
 
 }  // namespace tensorfields
