@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-__all__ = ["Cameras", "OPENGL_TO_OPENCV", "rotation_problem"]
+__all__ = ["Cameras", "OPENGL_TO_OPENCV", "rotation_problem", "se3_exp"]
 
 #: how far a pose's rotation block may be from a (uniformly scaled) rotation: the largest entry
 #: of `R^T R / s^2 - I`, with `s^2` the mean squared column length
@@ -30,6 +30,34 @@ def rotation_problem(rotation: np.ndarray) -> str | None:
     if np.linalg.det(rotation) < 0:
         return "its rotation is a reflection (determinant < 0)"
     return None
+
+
+def _hat(v: torch.Tensor) -> torch.Tensor:
+    """Skew-symmetric matrices `[N, 3, 3]` of vectors `v [N, 3]` (hat(v) x = v cross x)."""
+    zero = torch.zeros_like(v[:, 0])
+    x, y, z = v.unbind(-1)
+    return torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).view(-1, 3, 3)
+
+
+def se3_exp(xi: torch.Tensor) -> torch.Tensor:
+    """The exponential map of se(3): `xi [N, 6]` (omega: rotation vector, rho) -> rigid
+    transforms `[N, 4, 4]` with R = exp(hat(omega)) (Rodrigues) and t = V rho, V the left
+    Jacobian of SO(3). Series expansions near omega = 0 keep values and gradients finite."""
+    omega, rho = xi[:, :3], xi[:, 3:]
+    theta2 = (omega * omega).sum(-1)[:, None, None]
+    small = theta2 < 1e-6
+    safe2 = torch.where(small, torch.ones_like(theta2), theta2)
+    theta = safe2.sqrt()
+    a = torch.where(small, 1.0 - theta2 / 6.0, torch.sin(theta) / theta)
+    b = torch.where(small, 0.5 - theta2 / 24.0, (1.0 - torch.cos(theta)) / safe2)
+    c = torch.where(small, 1.0 / 6.0 - theta2 / 120.0, (theta - torch.sin(theta)) / (safe2 * theta))
+    w = _hat(omega)
+    w2 = w @ w
+    eye = torch.eye(3, dtype=xi.dtype, device=xi.device).expand_as(w)
+    rotation = eye + a * w + b * w2
+    translation = (eye + b * w + c * w2) @ rho[:, :, None]
+    bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=xi.dtype, device=xi.device).expand(len(xi), 1, 4)
+    return torch.cat([torch.cat([rotation, translation], dim=2), bottom], dim=1)
 
 
 @dataclass

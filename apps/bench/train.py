@@ -17,12 +17,14 @@ import torch
 
 from cuda_ext import reference_forced, status
 from data import Scene, load_scene
+from data.cameras import se3_exp
 
-from ..evaluate import align_poses, evaluate_views, evenly_spaced, into_estimate, pose_errors
+from ..evaluate import align_poses, evaluate_views, evenly_spaced, fit_poses, into_estimate, pose_errors
+from ..evaluate.poses import POSE_FIT_STEPS
 from ..training import Trainer, add_flags, config_from_args, train_run
-from ..training.strategies.poses import se3_exp
+from ..training.strategies.poses import camera_radius
 
-__all__ = ["add_arguments", "bench_train", "time_to_psnr", "jitter_appearance", "perturb_poses", "scene_radius", "APPEARANCE_JITTER", "PERTURB_SEED"]
+__all__ = ["add_arguments", "bench_train", "time_to_psnr", "jitter_appearance", "perturb_poses", "refine_poses", "APPEARANCE_JITTER", "PERTURB_SEED"]
 
 #: the random draws of `--perturb-poses`
 PERTURB_SEED = 0
@@ -36,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..commands import types
 
     add_flags(parser)
+    parser.set_defaults(refine_poses="auto")  # here: on with --perturb-poses, otherwise off
     parser.add_argument("--budget", type=types.seconds, required=True, help=f"seconds of training, at most {types.MAX_SECONDS:,}")
     parser.add_argument("--out", default=None, help="run folder (default: runs/bench-<field>)")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
@@ -61,9 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="ROT_DEG,TRANS_FRAC",
         help="rotate every training camera by ROT_DEG degrees about a random axis through its centre and move it by "
-        "TRANS_FRAC of the scene radius in a random direction (seed 0), train with pose refinement (--refine-poses "
-        "auto turns it on) and report the pose errors after a similarity alignment to the true poses, before and "
-        "after, and held-out PSNR with the true held-out poses mapped through that alignment (as BARF)",
+        "TRANS_FRAC of the scene radius in a random direction (seed 0), train with pose refinement (on unless "
+        "--refine-poses off) and report the pose errors after a similarity alignment to the true poses, before and "
+        "after, held-out PSNR with the true held-out poses mapped through that alignment, and on --eval-views of them "
+        "after a test-time fit of each pose to its image (both as BARF)",
     )
 
 
@@ -120,23 +124,16 @@ def jitter_appearance(scene: Scene, seed: int) -> Scene:
     return dataclasses.replace(scene, images=images)
 
 
-def scene_radius(scene: Scene) -> float:
-    """The scene's scale for pose errors: the median distance of the training cameras from the
-    centre of the scene box."""
-    centres = scene.cameras.c2w[scene.split("train"), :3, 3]
-    return float((centres - scene.aabb.float().mean(0)).norm(dim=1).median())
-
-
 def perturb_poses(scene: Scene, degrees: float, fraction: float, seed: int = PERTURB_SEED) -> Scene:
     """`scene` with every training camera rotated by `degrees` about a random axis through its
-    centre and moved by `fraction` of `scene_radius` in a random direction (draws fixed by
+    centre and moved by `fraction` of `camera_radius` in a random direction (draws fixed by
     `seed`); held-out cameras stay as they are."""
     rng = np.random.default_rng(seed)
     train = scene.split("train")
     axes = rng.normal(size=(len(train), 3))
     shifts = rng.normal(size=(len(train), 3))
     omega = torch.from_numpy(axes / np.linalg.norm(axes, axis=1, keepdims=True) * np.radians(degrees)).float()
-    shift = torch.from_numpy(shifts / np.linalg.norm(shifts, axis=1, keepdims=True) * fraction * scene_radius(scene)).float()
+    shift = torch.from_numpy(shifts / np.linalg.norm(shifts, axis=1, keepdims=True) * fraction * camera_radius(scene)).float()
     c2w = scene.cameras.c2w.clone()
     c2w[train] = c2w[train] @ se3_exp(torch.cat([omega, torch.zeros_like(omega)], dim=1))
     c2w[train, :3, 3] += shift
@@ -161,7 +158,7 @@ def _held_out_cameras(trainer: Trainer, truth: torch.Tensor | None) -> Scene:
 def _pose_report(args: argparse.Namespace, trainer: Trainer, given: Scene, truth: torch.Tensor) -> dict[str, Any]:
     """Pose errors of the given (perturbed) and the refined training cameras against `truth`."""
     train = given.split("train")
-    radius = scene_radius(dataclasses.replace(given, cameras=dataclasses.replace(given.cameras, c2w=truth)))
+    radius = camera_radius(dataclasses.replace(given, cameras=dataclasses.replace(given.cameras, c2w=truth)))
     true = truth[train].double().numpy()
     with torch.no_grad():
         refined = trainer.training_cameras().c2w[train.to(trainer.device)].cpu().double().numpy()
@@ -175,14 +172,36 @@ def _pose_report(args: argparse.Namespace, trainer: Trainer, given: Scene, truth
     }
 
 
+def refine_poses(args: argparse.Namespace) -> str:
+    """The run's `--refine-poses`: as given, or for auto (the bench's default) on with
+    `--perturb-poses` and off without."""
+    if args.refine_poses != "auto":
+        return args.refine_poses
+    return "on" if args.perturb_poses is not None else "off"
+
+
+def _test_time_fit(trainer: Trainer, held_out: Scene, final: dict[str, Any], count: int) -> dict[str, Any]:
+    """BARF's test-time pose optimization on `count` evenly spaced held-out views of `held_out`
+    (true poses mapped into the refined frame): their PSNR as mapped (from `final`, the scores
+    of every view) and after each pose is fitted to its image with the field frozen."""
+    views = evenly_spaced(held_out.split("test"), count)
+    mapped = {entry["index"]: entry["psnr"] for entry in final["per_view"]}
+    fitted = evaluate_views(trainer.model, fit_poses(trainer.model, held_out, views), views, with_ssim=False)
+    return {
+        "views": views.tolist(),
+        "psnr_mapped": round(sum(mapped[v] for v in views.tolist()) / len(views), 3),
+        "psnr_fitted": round(fitted["psnr"], 3),
+        "steps": POSE_FIT_STEPS,
+    }
+
+
 def _budget_run(args: argparse.Namespace, out: str) -> dict[str, Any]:
     """One budget run of `bench_train` into `out`; its results (see `bench_train`). With
     `--perturb-poses`, held-out views are scored with their true poses mapped into the refined
     cameras' frame, and the results hold the pose errors ("poses")."""
     every = float("inf") if args.checkpoint_every is None else args.checkpoint_every  # no saves in the timing unless asked
     perturbing = args.perturb_poses is not None
-    refine = {"refine_poses": "on"} if perturbing and args.refine_poses == "auto" else {}
-    config = config_from_args(args, out=out, budget=args.budget, checkpoint_every=every, **refine)
+    config = config_from_args(args, out=out, budget=args.budget, checkpoint_every=every, refine_poses=refine_poses(args))
     curve: list[list[float]] = []
     next_eval = [args.eval_every]
     trained: list[Trainer] = []
@@ -214,10 +233,11 @@ def _budget_run(args: argparse.Namespace, out: str) -> dict[str, Any]:
     poses = None
     if perturbing:
         trainer = trained[0]
-        final = evaluate_views(trainer.model, _held_out_cameras(trainer, truth), trainer.scene.split("test"))
+        held_out = _held_out_cameras(trainer, truth)
+        final = evaluate_views(trainer.model, held_out, trainer.scene.split("test"))
         metrics = {**metrics, "psnr": final["psnr"], "ssim": final["ssim"], "num_views": final["num_views"]}
-        poses = _pose_report(args, trainer, scene, truth)
-        print(f"poses before: {poses['before']}\nposes after:  {poses['after']}", flush=True)
+        poses = {**_pose_report(args, trainer, scene, truth), "test_time_fit": _test_time_fit(trainer, held_out, final, args.eval_views)}
+        print(f"poses before: {poses['before']}\nposes after:  {poses['after']}\nheld-out poses fitted: {poses['test_time_fit']}", flush=True)
     curve.append([round(metrics["train_seconds"], 2), round(metrics["psnr"], 3)])
     return {
         "field": args.field,

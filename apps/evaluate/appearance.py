@@ -17,7 +17,7 @@ from data.cameras import Cameras
 from fields.appearance import codes_of
 from render import NDC, Model, Rays, camera_rays
 
-__all__ = ["APPEARANCE_MODES", "appearance_protocol", "check_appearance_mode", "fit_code", "left_half_rays", "FIT_STEPS"]
+__all__ = ["APPEARANCE_MODES", "appearance_protocol", "check_appearance_mode", "fit_code", "frozen", "left_half_rays", "FIT_STEPS"]
 
 #: the `eval --appearance` choices and how metrics files describe them
 APPEARANCE_MODES = {"mean": "mean code", "fit-left-half": "fitted on the left half, scored on the right half"}
@@ -53,7 +53,7 @@ def left_half_rays(cameras: Cameras, index: int, ndc: NDC | None = None) -> tupl
 
 
 @contextmanager
-def _frozen(module: torch.nn.Module) -> Iterator[None]:
+def frozen(module: torch.nn.Module) -> Iterator[None]:
     """`module`'s parameters without gradients for the block (then as they were)."""
     flags = [(p, p.requires_grad) for p in module.parameters()]
     for p, _ in flags:
@@ -77,7 +77,7 @@ def fit_code(model: Model, cameras: Cameras, index: int, image: torch.Tensor, st
     code = codes.mean().detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([code], lr=FIT_LR)
     generator = torch.Generator(device=pixels.device).manual_seed(seed)
-    with torch.enable_grad(), _frozen(model.field):
+    with torch.enable_grad(), frozen(model.field):
         for _ in range(steps):
             pick = torch.randint(len(rays), (min(FIT_BATCH, len(rays)),), generator=generator, device=pixels.device)
             batch = rays[pick]

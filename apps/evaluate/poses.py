@@ -1,6 +1,9 @@
 """Scoring estimated camera poses against true ones, as BARF does: the similarity that best maps
 the estimated camera centres onto the true ones (Umeyama), the rotation and translation errors
-left after it, and held-out cameras mapped into the estimate's frame to render them."""
+left after it, held-out cameras mapped into the estimate's frame to render them, and those
+cameras' poses fine-tuned on their own images with the field frozen (BARF's test-time
+photometric pose optimization: what is left after the mapping is the residual error of the
+similarity fit, not a property of the field)."""
 
 from __future__ import annotations
 
@@ -9,9 +12,17 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from data import Cameras
+from data import Cameras, Scene
+from data.cameras import se3_exp
+from render import Model, camera_rays
 
-__all__ = ["umeyama", "Similarity", "align_poses", "pose_errors", "into_estimate"]
+from .appearance import frozen
+
+__all__ = ["umeyama", "Similarity", "align_poses", "pose_errors", "into_estimate", "fit_pose", "fit_poses", "POSE_FIT_STEPS"]
+
+#: Adam steps, starting learning rate (decaying tenfold over the steps) and rays per step of the
+#: test-time pose fit: an se(3) correction of one camera, from zero
+POSE_FIT_STEPS, POSE_FIT_LR, POSE_FIT_BATCH = 100, 2e-3, 2048
 
 
 def umeyama(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -78,3 +89,40 @@ def into_estimate(cameras: Cameras, views: torch.Tensor, similarity: Similarity)
     moved = similarity.invert(c2w[views].double().cpu().numpy())
     c2w[views] = torch.from_numpy(moved).to(c2w)
     return replace(cameras, c2w=c2w)
+
+
+def fit_pose(model: Model, cameras: Cameras, index: int, image: torch.Tensor, steps: int = POSE_FIT_STEPS, seed: int = 0) -> torch.Tensor:
+    """Camera `index`'s camera-to-world matrix `[4, 4]` corrected so that the frozen `model`
+    renders `image [H, W, 3]` (float in [0, 1]) best: `c2w @ exp(xi)`, xi `[6]` fitted by
+    `steps` Adam steps on `POSE_FIT_BATCH` random pixels each (fixed `seed`)."""
+    height, width = image.shape[:2]
+    device = cameras.c2w.device
+    one = cameras[index]
+    xi = torch.zeros(1, 6, device=device, requires_grad=True)
+    optimizer = torch.optim.Adam([xi], lr=POSE_FIT_LR)
+    decay = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.1 ** (1.0 / max(steps, 1)))
+    generator = torch.Generator(device=device).manual_seed(seed)
+    target = image.reshape(-1, 3)
+    with torch.enable_grad(), frozen(model.field):
+        for _ in range(steps):
+            pixels = torch.randint(height * width, (POSE_FIT_BATCH,), generator=generator, device=device)
+            x, y = (pixels % width).float() + 0.5, (pixels // width).float() + 0.5
+            moved = replace(one, c2w=one.c2w @ se3_exp(xi))
+            rays = camera_rays(moved, torch.zeros_like(pixels), x, y, model.settings.ndc)
+            loss = torch.mean((model(rays).rgb - target[pixels]) ** 2)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            decay.step()
+    with torch.no_grad():
+        return (one.c2w @ se3_exp(xi))[0]
+
+
+def fit_poses(model: Model, scene: Scene, views: torch.Tensor) -> Scene:
+    """`scene` with the cameras of `views` each fitted to its own image (`fit_pose`)."""
+    cameras = scene.cameras.to(model.device)
+    c2w = scene.cameras.c2w.clone()
+    for index in views.tolist():
+        image = scene.images[index].to(model.device).float() / 255.0
+        c2w[index] = fit_pose(model, cameras, index, image, seed=index).to(c2w)
+    return replace(scene, cameras=replace(scene.cameras, c2w=c2w))

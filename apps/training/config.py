@@ -191,8 +191,8 @@ class TrainConfig:
             "optimize a correction of every training camera's pose with the field, with a coarse-to-fine "
             "schedule (Cheng et al. 2024); the refined poses are saved in the run (transforms.json) and used by "
             "view, render and export-mesh (auto: on for SfM poses, i.e. photo folders, videos and COLMAP projects; "
-            "off for Blender, LLFF and scenes with alpha masks; default: off for now, as its shaded samples take "
-            "the pure-torch path, several times slower on the CPU, and its gain is not measured yet)",
+            "off for Blender, LLFF and scenes with alpha masks; default: off, as the held-out views of a photo "
+            "folder keep their unrefined SfM poses, and on the sculpture capture that cost 1 dB)",
             choices=["auto", "on", "off"],
         ),
     )

@@ -3,6 +3,7 @@ schedule, recovery of a known perturbation, resume, and the poses written back."
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -10,14 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from apps.bench.train import perturb_poses, scene_radius
-from apps.evaluate import pose_errors
+from apps.bench.train import add_arguments, perturb_poses, refine_poses
+from apps.evaluate import fit_poses, pose_errors
 from apps.runs import load_checkpoint, load_run_config, train_cameras
 from apps.training import TrainConfig, Trainer
 from apps.training.config import refines_poses
 from apps.training.strategies import PoseRefinement
-from apps.training.strategies.poses import FIELD_BLUR, schedule_value, se3_exp
+from apps.training.strategies.poses import FIELD_BLUR, camera_radius, schedule_value
 from data import build_demo_scene, load_scene
+from data.cameras import se3_exp
 
 #: a demo scene small enough to train in seconds
 DEMO = dict(size=32, views=(24, 2, 1), supersample=1)
@@ -62,6 +64,15 @@ def test_auto_refines_sfm_poses_only(demo_scene: Path, tmp_path: Path) -> None:
     assert not refines_poses(TrainConfig(data=str(demo_scene)), photos)  # off by default, for now
 
 
+def test_bench_refines_poses_when_it_perturbs_them() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    base = ["--data", "scene", "--budget", "10"]
+    assert refine_poses(parser.parse_args(base + ["--perturb-poses", "3,0.03"])) == "on"
+    assert refine_poses(parser.parse_args(base + ["--perturb-poses", "3,0.03", "--refine-poses", "off"])) == "off"
+    assert refine_poses(parser.parse_args(base)) == "off"
+
+
 def test_refinement_recovers_a_known_perturbation(demo_scene: Path, tmp_path: Path) -> None:
     """A field trained on the true poses for half the run, then the run resumed on training
     cameras rotated by 2 degrees and moved by 2% of the scene radius with refinement on: the
@@ -72,7 +83,7 @@ def test_refinement_recovers_a_known_perturbation(demo_scene: Path, tmp_path: Pa
     truth = scene.cameras.c2w.clone()
     perturbed = perturb_poses(scene, 2.0, 0.02)
     train = scene.split("train")
-    radius = scene_radius(scene)
+    radius = camera_radius(scene)
     config = small_config(demo_scene, tmp_path / "run", iters=200, grid_init=32, grid_final=48)
     first = Trainer(replace(config, refine_poses="off"), scene)
     while first.state.iteration < 100:
@@ -88,6 +99,33 @@ def test_refinement_recovers_a_known_perturbation(demo_scene: Path, tmp_path: Pa
     assert before["rotation_deg"] == pytest.approx(2.0, abs=0.3)
     assert after["rotation_deg"] < 0.8 * before["rotation_deg"]
     assert after["translation_fraction"] < 0.95 * before["translation_fraction"]
+
+
+def test_test_time_fit_recovers_a_held_out_pose(demo_scene: Path, tmp_path: Path) -> None:
+    """BARF's test-time fit: a held-out camera rotated by 2 degrees is fitted back to its image
+    by the frozen field (the rotation error halves at least), and the field is left as it was."""
+    scene = load_scene(demo_scene)
+    trainer = Trainer(small_config(demo_scene, tmp_path / "run", iters=150, refine_poses="off"), scene)
+    while not trainer.done:
+        trainer.step()
+    view = int(scene.split("test")[0])
+    truth = scene.cameras.c2w[view].clone()
+    tilt = torch.tensor([[0.6, -0.8, 0.0, 0.0, 0.0, 0.0]]) * torch.deg2rad(torch.tensor(2.0))
+    c2w = scene.cameras.c2w.clone()
+    c2w[view] = truth @ se3_exp(tilt)[0]
+    held_out = replace(scene, cameras=replace(scene.cameras, c2w=c2w))
+    parameters = [p.detach().clone() for p in trainer.model.field.parameters()]
+    fitted = fit_poses(trainer.model, held_out, torch.tensor([view]))
+    assert degrees_between(c2w[view], truth) == pytest.approx(2.0, abs=1e-3)
+    assert degrees_between(fitted.cameras.c2w[view], truth) < 1.0
+    for saved, now in zip(parameters, trainer.model.field.parameters()):
+        torch.testing.assert_close(now.detach(), saved)
+
+
+def degrees_between(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The angle between the rotations of camera-to-world matrices `a` and `b` `[4, 4]`, degrees."""
+    cosine = ((a[:3, :3].T @ b[:3, :3]).trace() - 1.0) / 2.0
+    return float(torch.rad2deg(torch.acos(cosine.clamp(-1.0, 1.0))))
 
 
 def test_resume_keeps_the_pose_corrections(demo_scene: Path, tmp_path: Path) -> None:

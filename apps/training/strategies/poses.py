@@ -4,9 +4,11 @@ Fields" (AAAI 2024).
 
 Every training camera gets an se(3) correction xi = (omega, rho) `[6]`, zero at the start, and
 training rays are cast from c2w' = c2w @ exp(xi): the correction acts in the camera's own
-frame (omega rotates about the camera centre, rho moves it along its own axes, world units), so
-rotation and translation stay decoupled. The corrections have their own Adam, whose learning
-rate decays exponentially from `LR_START` to `LR_END` over the run.
+frame (omega rotates about the camera centre, rho moves it along its own axes), so rotation
+and translation stay decoupled. rho is optimized in units of the cameras' distance from the
+scene's centre (`camera_radius`), so that one Adam step moves a camera about as far by
+translation as by rotation, whatever the scene's scale. The corrections have their own Adam,
+whose learning rate decays exponentially from `LR_START` to `LR_END` over the run.
 
 A radiance field of fine detail gives pose gradients that point every which way; the paper's
 coarse-to-fine schedule smooths the problem during the first third of the run:
@@ -36,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from data import Cameras, PixelBatch, Scene
-from data.cameras import OPENGL_TO_OPENCV
+from data.cameras import OPENGL_TO_OPENCV, se3_exp
 from fields import Blurrable
 
 from ..config import TrainConfig
@@ -47,7 +49,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PoseRefinement",
-    "se3_exp",
     "schedule_value",
     "FIELD_BLUR",
     "IMAGE_BLUR",
@@ -70,7 +71,7 @@ IMAGE_SCALES = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: (times the image's mean), and the part of the run it is used in (every other step)
 EDGE_WEIGHT, FLAT_WEIGHT, EDGE_THRESHOLD, EDGE_UNTIL = 1.5, 0.5, 1.25, 0.2
 #: the corrections' Adam learning rate, decaying exponentially over the run
-LR_START, LR_END = 5e-3, 1e-4
+LR_START, LR_END = 5e-3, 1e-3
 #: blurs narrower than these (voxels, pixels) are left out
 MIN_FIELD_SIGMA, MIN_IMAGE_SIGMA = 0.25, 0.3
 #: blurred targets are rebuilt when the schedule's width has moved this far (relative) from theirs
@@ -84,34 +85,6 @@ def schedule_value(knots: tuple[tuple[float, float], ...], progress: float) -> f
         if progress <= p1:
             return v0 + (v1 - v0) * max(0.0, progress - p0) / (p1 - p0)
     return knots[-1][1]
-
-
-def _hat(v: torch.Tensor) -> torch.Tensor:
-    """Skew-symmetric matrices `[N, 3, 3]` of vectors `v [N, 3]` (hat(v) x = v cross x)."""
-    zero = torch.zeros_like(v[:, 0])
-    x, y, z = v.unbind(-1)
-    return torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).view(-1, 3, 3)
-
-
-def se3_exp(xi: torch.Tensor) -> torch.Tensor:
-    """The exponential map of se(3): `xi [N, 6]` (omega: rotation vector, rho) -> rigid
-    transforms `[N, 4, 4]` with R = exp(hat(omega)) (Rodrigues) and t = V rho, V the left
-    Jacobian of SO(3). Series expansions near omega = 0 keep values and gradients finite."""
-    omega, rho = xi[:, :3], xi[:, 3:]
-    theta2 = (omega * omega).sum(-1)[:, None, None]
-    small = theta2 < 1e-6
-    safe2 = torch.where(small, torch.ones_like(theta2), theta2)
-    theta = safe2.sqrt()
-    a = torch.where(small, 1.0 - theta2 / 6.0, torch.sin(theta) / theta)
-    b = torch.where(small, 0.5 - theta2 / 24.0, (1.0 - torch.cos(theta)) / safe2)
-    c = torch.where(small, 1.0 / 6.0 - theta2 / 120.0, (theta - torch.sin(theta)) / (safe2 * theta))
-    w = _hat(omega)
-    w2 = w @ w
-    eye = torch.eye(3, dtype=xi.dtype, device=xi.device).expand_as(w)
-    rotation = eye + a * w + b * w2
-    translation = (eye + b * w + c * w2) @ rho[:, :, None]
-    bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=xi.dtype, device=xi.device).expand(len(xi), 1, 4)
-    return torch.cat([torch.cat([rotation, translation], dim=2), bottom], dim=1)
 
 
 def refined_transforms(scene: Scene, cameras: Cameras, iteration: int) -> dict[str, Any]:
@@ -157,6 +130,7 @@ class PoseRefinement(Strategy):
         self.position[self.train] = torch.arange(len(self.train))
         self.generator = torch.Generator().manual_seed(config.seed)
         self.delta: torch.nn.Parameter | None = None
+        self.unit = torch.ones(6)  # delta's units: radians for omega, `camera_radius` for rho
         self.optimizer: torch.optim.Adam | None = None
         self._saved: dict[str, Any] = {}
         self._density_scale = 1.0
@@ -171,6 +145,7 @@ class PoseRefinement(Strategy):
         count, device = len(self.train), trainer.device
         self.train, self.position = self.train.to(device), self.position.to(device)
         self.delta = torch.nn.Parameter(torch.zeros(count, 6, device=device))
+        self.unit = torch.tensor([1.0] * 3 + [camera_radius(trainer.scene)] * 3, device=device)
         self.optimizer = torch.optim.Adam([self.delta], lr=LR_START, betas=(0.9, 0.99))
         if self._saved:
             self._restore(trainer)
@@ -208,7 +183,7 @@ class PoseRefinement(Strategy):
 
     def cameras(self, trainer: Trainer, cameras: Cameras) -> Cameras:
         """`cameras` with the training cameras' corrections applied, c2w @ exp(xi) (differentiable)."""
-        corrected = cameras.c2w[self.train] @ se3_exp(self.delta)
+        corrected = cameras.c2w[self.train] @ se3_exp(self.delta * self.unit)
         return replace(cameras, c2w=cameras.c2w.index_put((self.train,), corrected))
 
     def targets(
@@ -284,7 +259,7 @@ class PoseRefinement(Strategy):
     def _movement(self) -> str:
         """The mean rotation and translation of the corrections so far, in words."""
         with torch.no_grad():
-            moved = se3_exp(self.delta)
+            moved = se3_exp(self.delta * self.unit)
             cosine = ((moved[:, 0, 0] + moved[:, 1, 1] + moved[:, 2, 2] - 1.0) / 2.0).clamp(-1.0, 1.0)
             degrees = float(torch.rad2deg(torch.acos(cosine)).mean())
             distance = float(moved[:, :3, 3].norm(dim=1).mean())
@@ -307,6 +282,13 @@ class PoseRefinement(Strategy):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Keep a checkpoint's state until `on_start` has made the corrections to load it into."""
         self._saved = dict(state) if "delta" in state else {}
+
+
+def camera_radius(scene: Scene) -> float:
+    """The median distance of the training cameras from the centre of the scene box: the scale
+    of the corrections' translations."""
+    centres = scene.cameras.c2w[scene.split("train"), :3, 3]
+    return float((centres - scene.aabb.float().mean(0)).norm(dim=1).median())
 
 
 def _blurred_images(images: torch.Tensor, sigma: float) -> torch.Tensor:
