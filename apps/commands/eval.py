@@ -45,9 +45,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 def eval_command(args: argparse.Namespace) -> dict:
     from data import load_scene
 
-    from ..evaluate import evaluate_ranks, evaluate_views, parse_ranks, rank_table, slimmable_field
+    from ..evaluate import evaluate_ranks, evaluate_views, into_refined_frame, parse_ranks, rank_table, slimmable_field
     from ..evaluate.appearance import check_appearance_mode
-    from ..runs import load_checkpoint, load_run_config
+    from ..evaluate.poses import REFINED_FRAME
+    from ..runs import load_checkpoint, load_run_config, train_cameras
 
     run_config = load_run_config(args.run)
     checkpoint = load_checkpoint(args.run)
@@ -61,6 +62,10 @@ def eval_command(args: argparse.Namespace) -> dict:
         except ValueError as error:
             raise ValueError(f"--ranks {args.ranks}: {error}") from None
     scene = load_scene(data, downsample)
+    mapped = into_refined_frame(scene, train_cameras(run_config["scene"]))
+    if mapped is not None:
+        scene = mapped
+        print(f"held-out poses {REFINED_FRAME}")
     split = scene.split_name(args.split)
     if ranks:
         rows = evaluate_ranks(checkpoint, scene, scene.split(split), ranks)
@@ -77,5 +82,5 @@ def eval_command(args: argparse.Namespace) -> dict:
         f"({result['num_views']} {split} views at {width}x{height}{colour})"
     )
     if args.json:
-        Path(args.json).write_text(json.dumps({**result, "split": split, "data": str(data)}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({**result, "split": split, "data": str(data), "held_out_poses": "given" if mapped is None else REFINED_FRAME}, indent=2) + "\n")
     return result

@@ -4,7 +4,7 @@ the appearance codes of held-out views (`appearance.py`), per-rank scores of sli
 
 from .appearance import APPEARANCE_MODES, appearance_protocol, fit_code
 from .metrics import psnr, ssim
-from .poses import align_poses, fit_poses, into_estimate, pose_errors
+from .poses import align_poses, fit_poses, into_estimate, into_refined_frame, pose_errors
 from .ranks import evaluate_ranks, parse_ranks, rank_table, slimmable_field
 from .views import at_most_pixels, evaluate_views, evenly_spaced, normalized_depth, to_uint8
 
@@ -27,4 +27,5 @@ __all__ = [
     "pose_errors",
     "into_estimate",
     "fit_poses",
+    "into_refined_frame",
 ]

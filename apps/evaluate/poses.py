@@ -18,11 +18,16 @@ from render import Model, camera_rays
 
 from .appearance import frozen
 
-__all__ = ["umeyama", "Similarity", "align_poses", "pose_errors", "into_estimate", "fit_pose", "fit_poses", "POSE_FIT_STEPS"]
+__all__ = ["umeyama", "Similarity", "align_poses", "pose_errors", "into_estimate", "fit_pose", "fit_poses", "into_refined_frame", "REFINED_FRAME", "POSE_FIT_STEPS"]
 
 #: Adam steps, starting learning rate (decaying tenfold over the steps) and rays per step of the
 #: test-time pose fit: an se(3) correction of one camera, from zero
 POSE_FIT_STEPS, POSE_FIT_LR, POSE_FIT_BATCH = 100, 2e-3, 2048
+#: training cameras whose matrices differ from the scene's by more than this have been refined
+#: (config.json keeps six decimals)
+MOVED_TOLERANCE = 1e-4
+#: what logs and metrics files say when `into_refined_frame` has moved the held-out cameras
+REFINED_FRAME = "mapped into the refined training cameras' frame (similarity of the given training poses onto the refined ones)"
 
 
 def umeyama(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -89,6 +94,23 @@ def into_estimate(cameras: Cameras, views: torch.Tensor, similarity: Similarity)
     moved = similarity.invert(c2w[views].double().cpu().numpy())
     c2w[views] = torch.from_numpy(moved).to(c2w)
     return replace(cameras, c2w=c2w)
+
+
+def into_refined_frame(scene: Scene, refined: Cameras) -> Scene | None:
+    """`scene` with every camera outside its training split mapped into the frame of `refined`
+    (the run's training cameras `[T]` after pose refinement), by the similarity that best maps
+    the scene's training camera centres onto the refined ones; so held-out views are rendered
+    where the refined field expects them. None when the training cameras did not move (no
+    refinement, or a scene made of the refined poses)."""
+    train = scene.split("train")
+    given = scene.cameras.c2w[train].double()
+    moved = refined.c2w.detach().cpu().double()
+    if moved.shape != given.shape or (moved - given).abs().max() <= MOVED_TOLERANCE:
+        return None
+    others = torch.ones(len(scene.cameras.c2w), dtype=torch.bool)
+    others[train] = False
+    similarity = align_poses(moved.numpy(), given.numpy())
+    return replace(scene, cameras=into_estimate(scene.cameras, others.nonzero()[:, 0], similarity))
 
 
 def fit_pose(model: Model, cameras: Cameras, index: int, image: torch.Tensor, steps: int = POSE_FIT_STEPS, seed: int = 0) -> torch.Tensor:

@@ -10,10 +10,11 @@ from typing import Any, Callable
 
 import torch
 
-from data import Scene
+from data import Cameras, Scene
 from render import Model
 
-from ..evaluate import at_most_pixels, evaluate_views, evenly_spaced
+from ..evaluate import at_most_pixels, evaluate_views, evenly_spaced, into_refined_frame
+from ..evaluate.poses import REFINED_FRAME
 from ..runs import writing
 
 __all__ = ["FINAL_EVAL_VIEWS", "FINAL_EVAL_PIXELS", "FINAL_EVAL_SHARE", "EvalPlan", "plan_final_eval", "final_evaluation"]
@@ -83,15 +84,21 @@ def final_evaluation(
     log: Callable[[str], None],
     views: int | None = FINAL_EVAL_VIEWS,
     share: float | None = FINAL_EVAL_SHARE,
+    refined: Cameras | None = None,
 ) -> dict[str, Any]:
     """Score `views` evenly spread held-out views of `scene` (None: all) within `share` of
     `train_seconds` (None: no limit), write their renders to `out/renders`, log what was scored
-    and how long it took.
+    and how long it took. With `refined` (the training cameras after pose refinement, `[T]`),
+    the held-out cameras are first mapped into their frame (`into_refined_frame`).
 
     Returns:
-        evaluate_views's result, plus "held_out_views" (the split's size) and "eval_seconds"
-        (probe included).
+        evaluate_views's result, plus "held_out_views" (the split's size), "held_out_poses"
+        ("given" or `REFINED_FRAME`) and "eval_seconds" (probe included).
     """
+    mapped = None if refined is None else into_refined_frame(scene, refined)
+    if mapped is not None:
+        scene = mapped
+        log(f"held-out poses {REFINED_FRAME}")
     held_out = scene.split("test")
     started = time.perf_counter()
     plan = plan_final_eval(model, scene, evenly_spaced(held_out, views), None if share is None else share * train_seconds)
@@ -106,4 +113,5 @@ def final_evaluation(
     if plan.probe_seconds:
         what += f", sized for {share:.0%} of the training time at the measured {plan.pixels_per_second:,.0f} pixels/s"
     log(f"final evaluation: {what}; rendered and scored in {seconds:.1f} s ({seconds / max(train_seconds, 1e-9):.0%} of the training time)")
-    return {**result, "held_out_views": int(len(held_out)), "eval_seconds": round(seconds, 2)}
+    poses = "given" if mapped is None else REFINED_FRAME
+    return {**result, "held_out_views": int(len(held_out)), "held_out_poses": poses, "eval_seconds": round(seconds, 2)}

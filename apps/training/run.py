@@ -164,10 +164,11 @@ def _train(
     for event in trainer.finish():
         log(event)
     trainer.save()  # before the evaluation, which takes a while: a kill there loses no training
-    result = final_evaluation(trainer.model, scene, trainer.state.train_seconds, out, log, final_eval_views, final_eval_share)
+    refined = trainer.training_cameras()[scene.split("train")] if trainer.strategy("poses") is not None else None
+    result = final_evaluation(trainer.model, scene, trainer.state.train_seconds, out, log, final_eval_views, final_eval_share, refined)
     kept = f"the trained checkpoint is saved in {out}; `tensorfields eval {out}` scores it"
     metrics = {
-        **{key: result[key] for key in ("psnr", "ssim", "num_views", "held_out_views", "resolution", "appearance")},
+        **{key: result[key] for key in ("psnr", "ssim", "num_views", "held_out_views", "held_out_poses", "resolution", "appearance")},
         "iterations": trainer.state.iteration,
         "train_seconds": round(trainer.state.train_seconds, 2),
         "eval_seconds": result["eval_seconds"],

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from apps.bench.train import add_arguments, perturb_poses, refine_poses
-from apps.evaluate import fit_poses, pose_errors
+from apps.evaluate import fit_poses, into_refined_frame, pose_errors
+from apps.evaluate.poses import Similarity
 from apps.runs import load_checkpoint, load_run_config, train_cameras
 from apps.training import TrainConfig, Trainer
 from apps.training.config import refines_poses
@@ -120,6 +121,23 @@ def test_test_time_fit_recovers_a_held_out_pose(demo_scene: Path, tmp_path: Path
     assert degrees_between(fitted.cameras.c2w[view], truth) < 1.0
     for saved, now in zip(parameters, trainer.model.field.parameters()):
         torch.testing.assert_close(now.detach(), saved)
+
+
+def test_held_out_cameras_follow_the_refined_frame(demo_scene: Path) -> None:
+    """Training cameras refined into a frame rotated, scaled and shifted from the given one: the
+    held-out cameras are carried into it by the same similarity; unmoved cameras leave the scene be."""
+    scene = load_scene(demo_scene)
+    train, test = scene.split("train"), scene.split("test")
+    angle = torch.deg2rad(torch.tensor(10.0))
+    rotation = se3_exp(torch.tensor([[0.0, 0.0, float(angle), 0.0, 0.0, 0.0]]))[0, :3, :3].double().numpy()
+    frame = Similarity(1.3, rotation, torch.tensor([0.2, -0.1, 0.3]).double().numpy())
+    moved = frame.invert(scene.cameras.c2w.double().numpy())  # the given frame's poses in the refined one
+    refined = replace(scene.cameras[train], c2w=torch.from_numpy(moved[train.numpy()]).float())
+    mapped = into_refined_frame(scene, refined)
+    assert mapped is not None
+    torch.testing.assert_close(mapped.cameras.c2w[test].double(), torch.from_numpy(moved[test.numpy()]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(mapped.cameras.c2w[train], scene.cameras.c2w[train])
+    assert into_refined_frame(scene, scene.cameras[train]) is None
 
 
 def degrees_between(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -49,6 +49,7 @@ def test_train_run_writes_run_folder(sphere_scene: Path, tmp_path: Path) -> None
     assert sorted(p.suffix for p in (out / "renders").iterdir()) == [".png"] * 4  # 2 held-out views + depth
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["iterations"] == 40 and saved["num_views"] == 2
+    assert saved["held_out_poses"] == "given"  # no pose refinement, nothing to map
     assert saved["psnr"] == pytest.approx(metrics["psnr"]) and saved["psnr"] > 12.0
     config = json.loads((out / "config.json").read_text())
     assert config["train"]["iters"] == 40 and config["scene"]["width"] == 40
