@@ -31,6 +31,8 @@ __all__ = [
     "cp_sample",
     "trivec_neighbors",
     "trivec_sample",
+    "gaussian_cells",
+    "gaussian_mix",
 ]
 
 VM_PLANE_AXES = ((0, 1), (0, 2), (1, 2))  # (W axis, H axis) of each VM plane
@@ -461,3 +463,90 @@ def _trivec_sample_chunk(lines: torch.Tensor, index: torch.Tensor, weights: torc
     values = by_point[tensor, axis, first] * w0[..., None] + by_point[tensor, axis, first + 1] * w1[..., None]  # [n, K, 3, R]
     product = values[:, :, 0] * values[:, :, 1] * values[:, :, 2]
     return (torch.where(valid, weights, 0.0)[..., None] * product).sum(dim=1)
+
+
+def gaussian_cells(points: torch.Tensor, origin: Sequence[float], cell_size: float, resolution: Sequence[int]) -> torch.Tensor:
+    """Row of the cell lookup grid holding each point, -1 outside the grid (cell (i, j, l) spans
+    origin + [i, i + 1) * cell_size along x, and so on; row (i * Y + j) * Z + l, as `trivec_neighbors`).
+
+    Args:
+        points: `[N, 3]`. Returns: `[N]` int64.
+    """
+    res = torch.tensor(list(resolution), device=points.device)
+    pos = (points - torch.tensor(list(origin), dtype=points.dtype, device=points.device)) / cell_size
+    in_grid = ((pos >= 0) & (pos < res)).all(dim=-1)
+    cell = torch.minimum(pos.nan_to_num(0.0).clamp(min=0), (res - 1).to(pos.dtype)).long()
+    row = (cell[:, 0] * res[1] + cell[:, 1]) * res[2] + cell[:, 2]
+    return torch.where(in_grid, row, torch.full_like(row, -1))
+
+
+def gaussian_mix(
+    points: torch.Tensor,
+    means: torch.Tensor,
+    precision_factors: torch.Tensor,
+    peaks: torch.Tensor,
+    features: torch.Tensor,
+    cell_start: torch.Tensor,
+    cell_gaussians: torch.Tensor,
+    origin: Sequence[float],
+    cell_size: float,
+    resolution: Sequence[int],
+    cutoff: float,
+    chunk: int = 1 << 14,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Density and density-weighted features of a sum of 3D Gaussians at sample points, each
+    point visiting only the Gaussians listed in its cell of the lookup grid.
+
+    Gaussian i weighs w_i(x) = peaks[i] * exp(-q / 2) at x, with q = |P_i (x - means[i])|^2
+    (P_i = `precision_factors[i]`, so that P_i^T P_i is the inverse covariance), and 0 where
+    q > cutoff^2. A point in cell c (see `gaussian_cells`; points outside the grid get 0) sums
+    over the Gaussians `cell_gaussians[cell_start[c]:cell_start[c + 1]]`:
+    density = sum_i w_i, mixed = sum_i w_i features[i] (not normalized).
+
+    Args:
+        points: `[S, 3]`; means: `[N, 3]`; precision_factors: `[N, 3, 3]`; peaks: `[N]` (>= 0);
+            features: `[N, F]` (F may be 0), all of one dtype.
+        cell_start: `[C + 1]` int64 offsets into `cell_gaussians`, C = prod(resolution);
+            cell_gaussians: `[L]` int32 Gaussian indices in [0, N).
+        origin, cell_size, resolution: the grid's lower corner (3 values), cell side, cells per axis (3).
+        cutoff: in standard deviations (3: the 3-sigma ellipsoid).
+    Returns:
+        density `[S]`, mixed `[S, F]`; differentiable w.r.t. every float input.
+    """
+    parts = [
+        _gaussian_mix_chunk(part, means, precision_factors, peaks, features, cell_start, cell_gaussians, origin, cell_size,
+                            resolution, cutoff)  # fmt: skip
+        for part in torch.split(points, chunk)
+    ]
+    density, mixed = zip(*parts)
+    return torch.cat(density), torch.cat(mixed)
+
+
+def _gaussian_mix_chunk(
+    points: torch.Tensor,
+    means: torch.Tensor,
+    precision_factors: torch.Tensor,
+    peaks: torch.Tensor,
+    features: torch.Tensor,
+    cell_start: torch.Tensor,
+    cell_gaussians: torch.Tensor,
+    origin: Sequence[float],
+    cell_size: float,
+    resolution: Sequence[int],
+    cutoff: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`gaussian_mix` of `[n, 3]` points at once, as a flat list of (point, Gaussian) pairs."""
+    cell = gaussian_cells(points, origin, cell_size, resolution)
+    inside = cell >= 0
+    first = torch.where(inside, cell_start[cell.clamp(min=0)], 0)
+    counts = torch.where(inside, cell_start[cell.clamp(min=0) + 1] - first, 0)
+    pair_point = torch.repeat_interleave(torch.arange(points.shape[0], device=points.device), counts)
+    pair_offset = torch.arange(pair_point.shape[0], device=points.device) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+    gaussian = cell_gaussians[first[pair_point] + pair_offset].long()
+    offset = points[pair_point] - means[gaussian]
+    u = torch.einsum("pij,pj->pi", precision_factors[gaussian], offset)
+    q = (u * u).sum(-1)
+    weight = torch.where(q <= cutoff * cutoff, peaks[gaussian] * torch.exp(-0.5 * q), torch.zeros_like(q))
+    density = points.new_zeros(points.shape[0]).index_add(0, pair_point, weight)
+    mixed = points.new_zeros(points.shape[0], features.shape[1]).index_add(0, pair_point, weight[:, None] * features[gaussian])
+    return density, mixed

@@ -1,11 +1,12 @@
 """Scene representations. Every field implements `fields.base.Field`; one folder per family
-(`tensorf/`: VM and CP, `strivec/`: tri-vector), registered by name in `FIELDS`."""
+(`tensorf/`: VM and CP, `strivec/`: tri-vector, `gaussians/`: Gaussian splat tensors), registered by name in `FIELDS`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .base import Blurrable, Decoded, Field, Placeable, Regularized, Slimmable, Upsampleable, Voxelized, render_step_size
+from .base import Blurrable, Decoded, Densifiable, Field, Placeable, Regularized, Slimmable, Upsampleable, Voxelized, render_step_size
+from .gaussians import GaussianField
 from .strivec import TriVecField
 from .tensorf import CPField, VMField
 
@@ -18,17 +19,19 @@ __all__ = [
     "Decoded",
     "Regularized",
     "Blurrable",
+    "Densifiable",
     "render_step_size",
     "VMField",
     "CPField",
     "TriVecField",
+    "GaussianField",
     "FIELDS",
     "field_class",
     "field_from_config",
 ]
 
 #: registry of field classes by their command-line / checkpoint name: a new field is one line here
-FIELDS: dict[str, type[Field]] = {cls.name: cls for cls in (VMField, CPField, TriVecField)}
+FIELDS: dict[str, type[Field]] = {cls.name: cls for cls in (VMField, CPField, TriVecField, GaussianField)}
 
 
 def field_class(name: str) -> type[Field]:

@@ -23,6 +23,7 @@ __all__ = [
     "Decoded",
     "Regularized",
     "Blurrable",
+    "Densifiable",
     "preset_name",
     "render_step_size",
 ]
@@ -189,6 +190,15 @@ class Blurrable(Protocol):
     lookups then cost nothing more. Not saved: a loaded field is sharp."""
 
     def set_blur(self, sigma_voxels: float | None, density_scale: float = 1.0) -> None: ...
+
+
+@runtime_checkable
+class Densifiable(Protocol):
+    """Fields made of primitives that a training method clones, splits and prunes (3DGS's
+    adaptive density control): `keep_rows(rows)` keeps primitives `rows` (repeats clone them)
+    without reading parameter values, so the optimizer's moments follow."""
+
+    def keep_rows(self, rows: torch.Tensor) -> None: ...
 
 
 def render_step_size(field: Field, step_ratio: float) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["positional_encoding", "MLPDecoder", "SHDecoder", "make_decoder", "sh_basis"]
+__all__ = ["positional_encoding", "MLPDecoder", "SHDecoder", "make_decoder", "sh_basis", "SH_C0"]
 
 
 def positional_encoding(values: torch.Tensor, num_freqs: int) -> torch.Tensor:
@@ -56,32 +56,45 @@ class MLPDecoder(nn.Module):
         return torch.sigmoid(self.mlp(torch.cat(parts, dim=-1)))
 
 
-def sh_basis(viewdirs: torch.Tensor) -> torch.Tensor:
-    """Real spherical harmonics up to degree 2 (9 bases), as in Plenoxels/TensoRF.
+#: real SH constants per degree, as 3DGS's `sh_utils.py` and Plenoxels use them
+SH_C0 = 0.28209479177387814
+SH_C1 = 0.4886025119029199
+SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
+SH_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154, -0.4570457994644658,
+         1.445305721320277, -0.5900435899266435)  # fmt: skip
+
+
+def sh_basis(viewdirs: torch.Tensor, degree: int = 2) -> torch.Tensor:
+    """Real spherical harmonics up to `degree` (0 to 3; (degree + 1)^2 bases) in the order and
+    signs of Plenoxels, TensoRF and 3DGS (`eval_sh`), so 3DGS `.ply` coefficients apply as they are.
 
     Args:
         viewdirs: unit directions `[N, 3]`.
     Returns:
-        `[N, 9]`.
+        `[N, (degree + 1)^2]`.
     """
-    c0, c1 = 0.28209479177387814, 0.4886025119029199
-    c2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
+    if degree not in (0, 1, 2, 3):
+        raise ValueError(f"SH degree must be 0 to 3, got {degree}")
     x, y, z = viewdirs.unbind(-1)
-    xx, yy, zz = x * x, y * y, z * z
-    return torch.stack(
-        [
-            torch.full_like(x, c0),
-            -c1 * y,
-            c1 * z,
-            -c1 * x,
-            c2[0] * x * y,
-            c2[1] * y * z,
-            c2[2] * (2.0 * zz - xx - yy),
-            c2[3] * x * z,
-            c2[4] * (xx - yy),
-        ],
-        dim=-1,
-    )
+    bases = [torch.full_like(x, SH_C0)]
+    if degree >= 1:
+        bases += [-SH_C1 * y, SH_C1 * z, -SH_C1 * x]
+    if degree >= 2:
+        xx, yy, zz = x * x, y * y, z * z
+        c2 = SH_C2
+        bases += [c2[0] * x * y, c2[1] * y * z, c2[2] * (2.0 * zz - xx - yy), c2[3] * x * z, c2[4] * (xx - yy)]
+    if degree >= 3:
+        c3 = SH_C3
+        bases += [
+            c3[0] * y * (3.0 * xx - yy),
+            c3[1] * x * y * z,
+            c3[2] * y * (4.0 * zz - xx - yy),
+            c3[3] * z * (2.0 * zz - 3.0 * xx - 3.0 * yy),
+            c3[4] * x * (4.0 * zz - xx - yy),
+            c3[5] * z * (xx - yy),
+            c3[6] * x * (xx - 3.0 * yy),
+        ]
+    return torch.stack(bases, dim=-1)
 
 
 class SHDecoder(nn.Module):

@@ -6,6 +6,7 @@ from .model import Model
 from .occupancy import OccupancyGrid
 from .rays import NDC, Rays, camera_rays, image_rays, ndc_rays
 from .renderer import RenderOutput, RenderSettings, render_image, render_rays, render_rays_progressive
+from .splats import rasterize_splats
 
 __all__ = [
     "Contraction",
@@ -23,4 +24,5 @@ __all__ = [
     "render_rays",
     "render_rays_progressive",
     "render_image",
+    "rasterize_splats",
 ]

@@ -248,6 +248,63 @@ at::Tensor trivec_sample_bwd(const at::Tensor& lines, const at::Tensor& index, c
   return ON_DEVICE(lines, trivec_sample_bwd, lines, index, weights, local, grad_out, reduce);
 }
 
+// `t` is contiguous, of `dtype`, on the points' device.
+void check_gaussian_tensor(const at::Tensor& t, const char* name, at::ScalarType dtype, const at::Tensor& points) {
+  TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
+  TORCH_CHECK(t.scalar_type() == dtype, name, " must be ", dtype);
+  TORCH_CHECK(t.device() == points.device(), name, " must be on the points' device");
+}
+
+// Shapes and types of ops.h's TENSORFIELDS_GAUSSIAN_MIX_FORWARD_ARGS.
+void check_gaussian_mix(TENSORFIELDS_GAUSSIAN_MIX_FORWARD_ARGS) {
+  TORCH_CHECK(points.scalar_type() == at::kFloat || points.scalar_type() == at::kDouble, "points must be float32 or float64");
+  const at::ScalarType dtype = points.scalar_type();
+  check_gaussian_tensor(points, "points", dtype, points);
+  check_gaussian_tensor(means, "means", dtype, points);
+  check_gaussian_tensor(precision_factors, "precision_factors", dtype, points);
+  check_gaussian_tensor(peaks, "peaks", dtype, points);
+  check_gaussian_tensor(features, "features", dtype, points);
+  check_gaussian_tensor(cell_start, "cell_start", at::kLong, points);
+  check_gaussian_tensor(cell_gaussians, "cell_gaussians", at::kInt, points);
+  TORCH_CHECK(points.dim() == 2 && points.size(1) == 3, "points must be [S, 3]");
+  TORCH_CHECK(means.dim() == 2 && means.size(1) == 3, "means must be [N, 3]");
+  const int64_t n = means.size(0);
+  TORCH_CHECK(precision_factors.dim() == 3 && precision_factors.size(0) == n && precision_factors.size(1) == 3 &&
+                  precision_factors.size(2) == 3,
+              "precision_factors must be [N, 3, 3]");
+  TORCH_CHECK(peaks.dim() == 1 && peaks.size(0) == n, "peaks must be [N]");
+  TORCH_CHECK(features.dim() == 2 && features.size(0) == n, "features must be [N, F]");
+  TORCH_CHECK(cell_gaussians.dim() == 1, "cell_gaussians must be [L]");
+  TORCH_CHECK(origin.size() == 3 && resolution.size() == 3, "origin and resolution must hold 3 values");
+  int64_t cells = 1;
+  for (int64_t r : resolution) {
+    TORCH_CHECK(r >= 1 && r < (int64_t{1} << 31), "resolution must be positive");
+    cells *= r;
+  }
+  TORCH_CHECK(cell_start.dim() == 1 && cell_start.size(0) == cells + 1, "cell_start must be [C + 1], C = the number of cells");
+  TORCH_CHECK(cell_size > 0.0 && cutoff > 0.0, "need cell_size > 0, cutoff > 0");
+}
+
+std::vector<at::Tensor> gaussian_mix_fwd(TENSORFIELDS_GAUSSIAN_MIX_FORWARD_ARGS) {
+  check_gaussian_mix(points, means, precision_factors, peaks, features, cell_start, cell_gaussians, origin, cell_size, resolution,
+                     cutoff);
+  return ON_DEVICE(points, gaussian_mix_fwd, points, means, precision_factors, peaks, features, cell_start, cell_gaussians, origin,
+                   cell_size, resolution, cutoff);
+}
+
+std::vector<at::Tensor> gaussian_mix_bwd(TENSORFIELDS_GAUSSIAN_MIX_BACKWARD_ARGS) {
+  check_gaussian_mix(points, means, precision_factors, peaks, features, cell_start, cell_gaussians, origin, cell_size, resolution,
+                     cutoff);
+  check_gaussian_tensor(grad_density, "grad_density", points.scalar_type(), points);
+  check_gaussian_tensor(grad_mixed, "grad_mixed", points.scalar_type(), points);
+  TORCH_CHECK(grad_density.dim() == 1 && grad_density.size(0) == points.size(0), "grad_density must be [S]");
+  TORCH_CHECK(grad_mixed.dim() == 2 && grad_mixed.size(0) == points.size(0) && grad_mixed.size(1) == features.size(1),
+              "grad_mixed must be [S, F]");
+  TORCH_CHECK(wanted.size() == 5, "wanted must hold 5 flags (points, means, precision_factors, peaks, features)");
+  return ON_DEVICE(points, gaussian_mix_bwd, points, means, precision_factors, peaks, features, cell_start, cell_gaussians, origin,
+                   cell_size, resolution, cutoff, grad_density, grad_mixed, wanted);
+}
+
 }  // namespace
 
 }  // namespace tensorfields
@@ -269,4 +326,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("trivec_neighbors", &trivec_neighbors, "Strivec: the K nearest covering tensors of points, weights, local coordinates");
   m.def("trivec_sample_fwd", &trivec_sample_fwd, "Strivec: weighted tri-vector products at neighbour slots (or their sum)");
   m.def("trivec_sample_bwd", &trivec_sample_bwd, "gradients of trivec_sample_fwd w.r.t. the lines");
+  m.def("gaussian_mix_fwd", &gaussian_mix_fwd, "density and density-weighted features of 3D Gaussians at points (lookup grid)");
+  m.def("gaussian_mix_bwd", &gaussian_mix_bwd, "gradients of gaussian_mix_fwd w.r.t. the points and Gaussians (those wanted)");
 }

@@ -77,6 +77,23 @@ namespace tensorfields {
   const at::Tensor &lines, const at::Tensor &index, const at::Tensor &weights, const at::Tensor &local, \
       const at::Tensor &grad_out, bool reduce
 
+// Gaussian mixture (see gaussians/gaussians.h); points, means, precision_factors, peaks, features
+// all float32 or all float64, on one device.
+//   forward: points [S, 3], means [N, 3], precision_factors [N, 3, 3], peaks [N], features [N, F],
+//   cell_start [C + 1] int64 (C = the product of resolution), cell_gaussians [L] int32 in [0, N),
+//   origin (3 values), cell_size, resolution (3 values), cutoff (standard deviations).
+//   Returns density [S], mixed [S, F].
+//   backward: the forward's arguments, grad_density [S], grad_mixed [S, F] and wanted (5 flags:
+//   points, means, precision_factors, peaks, features). Returns those 5 gradients, shaped like
+//   their inputs, undefined where not wanted.
+#define TENSORFIELDS_GAUSSIAN_MIX_FORWARD_ARGS                                                                    \
+  const at::Tensor &points, const at::Tensor &means, const at::Tensor &precision_factors, const at::Tensor &peaks, \
+      const at::Tensor &features, const at::Tensor &cell_start, const at::Tensor &cell_gaussians,                  \
+      const std::vector<double> &origin, double cell_size, const std::vector<int64_t> &resolution, double cutoff
+#define TENSORFIELDS_GAUSSIAN_MIX_BACKWARD_ARGS                                                                 \
+  TENSORFIELDS_GAUSSIAN_MIX_FORWARD_ARGS, const at::Tensor &grad_density, const at::Tensor &grad_mixed, \
+      const std::vector<bool> &wanted
+
 std::vector<at::Tensor> ray_aabb_intersect_cpu(TENSORFIELDS_RAY_AABB_ARGS);
 std::vector<at::Tensor> march_rays_cpu(TENSORFIELDS_MARCH_ARGS);
 std::vector<at::Tensor> composite_forward_cpu(TENSORFIELDS_COMPOSITE_FORWARD_ARGS);
@@ -92,6 +109,8 @@ at::Tensor cp_sample_bwd_points_cpu(TENSORFIELDS_CP_BACKWARD_ARGS);
 std::vector<at::Tensor> trivec_neighbors_cpu(TENSORFIELDS_TRIVEC_NEIGHBORS_ARGS);
 at::Tensor trivec_sample_fwd_cpu(TENSORFIELDS_TRIVEC_FORWARD_ARGS);
 at::Tensor trivec_sample_bwd_cpu(TENSORFIELDS_TRIVEC_BACKWARD_ARGS);
+std::vector<at::Tensor> gaussian_mix_fwd_cpu(TENSORFIELDS_GAUSSIAN_MIX_FORWARD_ARGS);
+std::vector<at::Tensor> gaussian_mix_bwd_cpu(TENSORFIELDS_GAUSSIAN_MIX_BACKWARD_ARGS);
 
 #ifdef TENSORFIELDS_WITH_CUDA
 std::vector<at::Tensor> ray_aabb_intersect_cuda(TENSORFIELDS_RAY_AABB_ARGS);
@@ -109,6 +128,8 @@ at::Tensor cp_sample_bwd_points_cuda(TENSORFIELDS_CP_BACKWARD_ARGS);
 std::vector<at::Tensor> trivec_neighbors_cuda(TENSORFIELDS_TRIVEC_NEIGHBORS_ARGS);
 at::Tensor trivec_sample_fwd_cuda(TENSORFIELDS_TRIVEC_FORWARD_ARGS);
 at::Tensor trivec_sample_bwd_cuda(TENSORFIELDS_TRIVEC_BACKWARD_ARGS);
+std::vector<at::Tensor> gaussian_mix_fwd_cuda(TENSORFIELDS_GAUSSIAN_MIX_FORWARD_ARGS);
+std::vector<at::Tensor> gaussian_mix_bwd_cuda(TENSORFIELDS_GAUSSIAN_MIX_BACKWARD_ARGS);
 #endif
 
 }  // namespace tensorfields

@@ -373,16 +373,39 @@ def test_sh_basis_known_directions() -> None:
     torch.testing.assert_close(sh_basis(dirs), expected, atol=1e-6, rtol=1e-6)
 
 
-def test_sh_basis_orthonormal_on_sphere() -> None:
+@pytest.mark.parametrize("degree", [2, 3])
+def test_sh_basis_orthonormal_on_sphere(degree: int) -> None:
     n = 20000  # Fibonacci sphere: near-uniform quadrature of the unit sphere
     i = torch.arange(n, dtype=torch.float64) + 0.5
     z = 1 - 2 * i / n
     phi = math.pi * (1 + math.sqrt(5.0)) * i
     r = torch.sqrt(1 - z * z)
     dirs = torch.stack([r * torch.cos(phi), r * torch.sin(phi), z], dim=-1)
-    y = sh_basis(dirs)
+    y = sh_basis(dirs, degree)
     gram = (y.T @ y) * (4 * math.pi / n)
-    torch.testing.assert_close(gram, torch.eye(9, dtype=torch.float64), atol=2e-3, rtol=0)
+    torch.testing.assert_close(gram, torch.eye((degree + 1) ** 2, dtype=torch.float64), atol=2e-3, rtol=0)
+
+
+def test_sh_basis_degree_three_hand_values() -> None:
+    """The seven degree-3 bases at a direction off every axis, from the real-SH formulas
+    (sqrt(35/(32 pi)) y (3x^2 - y^2), ...) with 3DGS's signs."""
+    x, y, z = 2 / 7, 3 / 7, 6 / 7
+    pi = math.pi
+    expected = [
+        -math.sqrt(35 / (32 * pi)) * y * (3 * x * x - y * y),
+        math.sqrt(105 / (4 * pi)) * x * y * z,
+        -math.sqrt(21 / (32 * pi)) * y * (4 * z * z - x * x - y * y),
+        math.sqrt(7 / (16 * pi)) * z * (2 * z * z - 3 * x * x - 3 * y * y),
+        -math.sqrt(21 / (32 * pi)) * x * (4 * z * z - x * x - y * y),
+        math.sqrt(105 / (16 * pi)) * z * (x * x - y * y),
+        -math.sqrt(35 / (32 * pi)) * x * (x * x - 3 * y * y),
+    ]
+    basis = sh_basis(torch.tensor([[x, y, z]], dtype=torch.float64), 3)
+    assert basis.shape == (1, 16)
+    torch.testing.assert_close(basis[0, 9:], torch.tensor(expected, dtype=torch.float64), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(basis[0, :9], sh_basis(torch.tensor([[x, y, z]], dtype=torch.float64))[0])
+    with pytest.raises(ValueError, match="degree must be 0 to 3"):
+        sh_basis(torch.zeros(1, 3), 4)
 
 
 def test_sh_decoder_hand_value() -> None:

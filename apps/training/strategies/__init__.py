@@ -1,15 +1,17 @@
 """Training methods as strategies with uniform hooks (`base.Strategy`), one file each:
 TensoRF's schedule (`tensorf.py`), Strivec's placement (`strivec.py`), SlimmeRF's TRaIn
-(`rank_incrementation.py`), joint pose refinement (`poses.py`). `strategies_for` picks the ones a
+(`rank_incrementation.py`), joint pose refinement (`poses.py`), 3DGS's densification
+(`densification.py`). `strategies_for` picks the ones a
 run needs, in hook order."""
 
 from __future__ import annotations
 
 from data import Scene
-from fields import Placeable, field_class
+from fields import Densifiable, Placeable, field_class
 
 from ..config import TrainConfig, refines_poses, supervises_depth
 from .base import Strategy
+from .densification import GaussianDensification, GaussiansLost
 from .depth import DepthSupervision
 from .poses import PoseRefinement
 from .rank_incrementation import LOW_RANK_STEP_FACTOR, RankIncrementation, TRaIn
@@ -24,6 +26,8 @@ __all__ = [
     "RankIncrementation",
     "PoseRefinement",
     "DepthSupervision",
+    "GaussianDensification",
+    "GaussiansLost",
     "strategies_for",
     "default_grid",
     "regularization_weights",
@@ -36,12 +40,15 @@ __all__ = [
 
 def strategies_for(config: TrainConfig, scene: Scene) -> list[Strategy]:
     """The strategies of a run, in the order their hooks run: placement for `Placeable` fields,
-    TRaIn with `--slimmable` (its rank step comes before the schedule's shrink), TensoRF's schedule;
+    3DGS's densification for `Densifiable` ones, TRaIn with `--slimmable` (its rank step comes
+    before the schedule's shrink), TensoRF's schedule;
     pose refinement (`refines_poses`) first, so that the field is sharp again when the schedule
     updates the occupancy grid; depth supervision (`supervises_depth`) last."""
     strategies: list[Strategy] = [PoseRefinement(config, scene)] if refines_poses(config, scene) else []
     if issubclass(field_class(config.field), Placeable):
         strategies.append(StrivecPlacement(config, scene))
+    if issubclass(field_class(config.field), Densifiable):
+        strategies.append(GaussianDensification(config, scene))
     if config.slimmable:
         strategies.append(TRaIn(config, scene))
     strategies.append(TensoRFSchedule(config, scene))

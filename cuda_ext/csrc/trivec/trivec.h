@@ -36,13 +36,7 @@ struct TriVecCloudView {
 // Flat table row of the cell holding x (x-major), or -1 outside the grid (NaN too).
 template <typename scalar_t>
 HOST_DEVICE int64_t trivec_cell(const TriVecCloudView<scalar_t>& v, const scalar_t* x) {
-  int64_t flat = 0;
-  for (int a = 0; a < 3; ++a) {
-    const scalar_t pos = (x[a] - v.origin[a]) / v.cell_size;
-    if (!(pos >= scalar_t(0) && pos < static_cast<scalar_t>(v.resolution[a]))) return -1;
-    flat = flat * v.resolution[a] + static_cast<int64_t>(pos);
-  }
-  return flat;
+  return grid_row(v.origin, v.cell_size, v.resolution, x);
 }
 
 // The k nearest tensors covering x, nearest first: index [k] (-1 in empty slots), weights [k] (0 in
