@@ -46,6 +46,7 @@ import torch.nn.functional as F
 
 from data.cameras import Cameras
 from fields.decoders import sh_basis
+from fields.gaussians.field import quaternion_to_rotation
 
 __all__ = ["rasterize_splats"]
 
@@ -78,19 +79,6 @@ class _Splats:
 
     def __getitem__(self, index: torch.Tensor | slice) -> "_Splats":
         return _Splats(self.means2d[index], self.conics[index], self.opacities[index], self.colours[index], self.depths[index], self.radii[index])
-
-
-def _rotations(quats: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices `[N, 3, 3]` of quaternions `[N, 4]` (w, x, y, z; any nonzero length)."""
-    w, x, y, z = F.normalize(quats, dim=-1).unbind(-1)
-    return torch.stack(
-        [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ],
-        dim=-1,
-    ).view(-1, 3, 3)  # fmt: skip
 
 
 def _covariance_2d(
@@ -131,7 +119,7 @@ def _project(
 
     intrinsics = (float(cameras.fx[index]), float(cameras.fy[index]), float(cameras.cx[index]), float(cameras.cy[index]))
     fx, fy, cx, cy = intrinsics
-    view_rs = w2c[:3, :3] @ (_rotations(quats) * scales[:, None, :])  # W R S
+    view_rs = w2c[:3, :3] @ (quaternion_to_rotation(quats) * scales[:, None, :])  # W R S
     cov2d = _covariance_2d(view_means, view_rs @ view_rs.transpose(1, 2), intrinsics, cameras.width, cameras.height)
     a, b, c = cov2d[:, 0, 0], cov2d[:, 0, 1], cov2d[:, 1, 1]
     det = a * c - b * b

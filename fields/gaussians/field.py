@@ -51,7 +51,8 @@ _SQRT_2PI = math.sqrt(2.0 * math.pi)
 
 
 def quaternion_to_rotation(quats: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices `[N, 3, 3]` of quaternions `[N, 4]` (w, x, y, z; normalized here)."""
+    """Rotation matrices `[N, 3, 3]` of quaternions `[N, 4]` (w, x, y, z; any nonzero length,
+    normalized here), as 3DGS stores rotations."""
     w, x, y, z = F.normalize(quats, dim=-1).unbind(-1)
     return torch.stack(
         [

@@ -87,10 +87,10 @@ def build_cell_lists(means: torch.Tensor, half_extents: torch.Tensor, grid: Cell
     k = torch.arange(gaussian.shape[0], device=device) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
     sy, sz = span[gaussian, 1], span[gaussian, 2]
     cell = lo[gaussian] + torch.stack([k // (sy * sz), (k // sz) % sy, k % sz], dim=-1)
-    row = (cell[:, 0] * res[1] + cell[:, 1]) * res[2] + cell[:, 2]
+    row = ((cell[:, 0] * res[1] + cell[:, 1]) * res[2] + cell[:, 2]).int()  # at most 128^3 cells: int32 sorts faster
     row, order = torch.sort(row, stable=True)
     start = torch.zeros(grid.num_cells + 1, dtype=torch.int64, device=device)
-    start[1:] = torch.bincount(row, minlength=grid.num_cells).cumsum(0)
+    start[1:] = torch.bincount(row.long(), minlength=grid.num_cells).cumsum(0)
     return CellLists(grid, start, gaussian[order].int(), means, half_extents)
 
 

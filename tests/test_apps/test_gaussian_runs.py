@@ -70,17 +70,17 @@ def test_a_field_that_empties_stops_with_a_clear_error(sphere_scene: Path, tmp_p
 
 
 def test_a_gaussian_run_trains_densifies_resumes_and_exports(sphere_scene: Path, tmp_path: Path, capsys) -> None:
-    trainer = gaussian_trainer(sphere_scene, tmp_path / "run", iters=60)
-    events, psnr_start = [], None
+    trainer = gaussian_trainer(sphere_scene, tmp_path / "run", iters=150)
+    events, psnrs = [], []
     while not trainer.done:
         record = trainer.step()
-        psnr_start = psnr_start if psnr_start is not None else record["psnr"]
+        psnrs.append(record["psnr"])
         events += record["events"]
     assert any(event.startswith("densified") for event in events)
     assert any(event.startswith("opacities reset") for event in events)
-    assert record["psnr"] > psnr_start + 3.0
+    assert sum(psnrs[-10:]) / 10 > sum(psnrs[:10]) / 10 + 1.5  # batches of 512 rays: averaged over 10
     trainer.save()
-    resumed = Trainer(small_config(sphere_scene, tmp_path / "run", field="gaussians", iters=80), load_scene(sphere_scene), resume=True)
+    resumed = Trainer(small_config(sphere_scene, tmp_path / "run", field="gaussians", iters=160), load_scene(sphere_scene), resume=True)
     assert resumed.field.num_gaussians == trainer.field.num_gaussians
     assert resumed.strategy("densification").refines_done == trainer.strategy("densification").refines_done
     resumed.step()
