@@ -31,7 +31,7 @@ __all__ = [
     "cp_sample",
     "trivec_neighbors",
     "trivec_sample",
-    "gaussian_cells",
+    "grid_rows",
     "gaussian_mix",
 ]
 
@@ -399,11 +399,9 @@ def _trivec_neighbors_chunk(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """`trivec_neighbors` of `[n, 3]` points at once (`[n, M]` candidates each)."""
     num_tensors = centers.shape[0]
-    res = torch.tensor(list(resolution), device=points.device)
-    pos = (points - torch.tensor(list(origin), dtype=points.dtype, device=points.device)) / cell_size
-    in_grid = ((pos >= 0) & (pos < res)).all(dim=-1)
-    cell = torch.minimum(pos.nan_to_num(0.0).clamp(min=0), (res - 1).to(pos.dtype)).long()
-    candidates = table[(cell[:, 0] * res[1] + cell[:, 1]) * res[2] + cell[:, 2]].long()
+    row = grid_rows(points, origin, cell_size, resolution)
+    in_grid = row >= 0
+    candidates = table[row.clamp(min=0)].long()
     valid = in_grid[:, None] & (candidates >= 0) & (candidates < num_tensors)
     padded = torch.cat([centers, centers.new_zeros(1, 3)])  # row T: where empty candidates point
     diff = points[:, None, :] - padded[torch.where(valid, candidates, num_tensors)]
@@ -465,9 +463,10 @@ def _trivec_sample_chunk(lines: torch.Tensor, index: torch.Tensor, weights: torc
     return (torch.where(valid, weights, 0.0)[..., None] * product).sum(dim=1)
 
 
-def gaussian_cells(points: torch.Tensor, origin: Sequence[float], cell_size: float, resolution: Sequence[int]) -> torch.Tensor:
+def grid_rows(points: torch.Tensor, origin: Sequence[float], cell_size: float, resolution: Sequence[int]) -> torch.Tensor:
     """Row of the cell lookup grid holding each point, -1 outside the grid (cell (i, j, l) spans
-    origin + [i, i + 1) * cell_size along x, and so on; row (i * Y + j) * Z + l, as `trivec_neighbors`).
+    origin + [i, i + 1) * cell_size along x, and so on; row (i * Y + j) * Z + l; the native
+    `grid_row` of `csrc/common.h`). Used by `trivec_neighbors` and `gaussian_mix`.
 
     Args:
         points: `[N, 3]`. Returns: `[N]` int64.
@@ -499,7 +498,7 @@ def gaussian_mix(
 
     Gaussian i weighs w_i(x) = peaks[i] * exp(-q / 2) at x, with q = |P_i (x - means[i])|^2
     (P_i = `precision_factors[i]`, so that P_i^T P_i is the inverse covariance), and 0 where
-    q > cutoff^2. A point in cell c (see `gaussian_cells`; points outside the grid get 0) sums
+    q > cutoff^2. A point in cell c (see `grid_rows`; points outside the grid get 0) sums
     over the Gaussians `cell_gaussians[cell_start[c]:cell_start[c + 1]]`:
     density = sum_i w_i, mixed = sum_i w_i features[i] (not normalized).
 
@@ -536,7 +535,7 @@ def _gaussian_mix_chunk(
     cutoff: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`gaussian_mix` of `[n, 3]` points at once, as a flat list of (point, Gaussian) pairs."""
-    cell = gaussian_cells(points, origin, cell_size, resolution)
+    cell = grid_rows(points, origin, cell_size, resolution)
     inside = cell >= 0
     first = torch.where(inside, cell_start[cell.clamp(min=0)], 0)
     counts = torch.where(inside, cell_start[cell.clamp(min=0) + 1] - first, 0)
