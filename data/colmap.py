@@ -3,7 +3,8 @@
 A model with lens distortion (SIMPLE_RADIAL, OPENCV, ...) is undistorted once with pycolmap into
 `undistorted/` next to it (pinhole cameras, undistorted images; reused on later loads), since
 ray generation assumes pinhole cameras. The world is normalized from the model's points (see
-`bounds.normalize_world`) and the scene loads like a `transforms.json` scene.
+`bounds.normalize_world`) and the scene loads like a `transforms.json` scene, with the model's
+3D points moved into that world as `Scene.points` (see `sfm_points`).
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from typing import Any
 
 import numpy as np
 import pycolmap
+import torch
 
 from .bounds import WorldBounds, describe_bounds, normalize_world
 from .cameras import OPENGL_TO_OPENCV
 from .nerfstudio import scene_from_transforms
 from .scene import Scene, SceneError
 
-__all__ = ["colmap_transforms", "load_colmap", "read_model", "undistort"]
+__all__ = ["colmap_transforms", "load_colmap", "read_model", "sfm_points", "undistort"]
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +112,26 @@ def load_colmap(folder: Path, downsample: float = 1.0) -> Scene:
         prefix = f"{UNDISTORTED}/images"
     meta, bounds = colmap_transforms(reconstruction, prefix)
     log.info("%s: %s", folder, describe_bounds(bounds))
-    return scene_from_transforms(folder, model, meta, downsample, kind="colmap")
+    points, colours = sfm_points(reconstruction, bounds.world_from_sfm)
+    return scene_from_transforms(
+        folder, model, meta, downsample, kind="colmap", points=(torch.from_numpy(points), torch.from_numpy(colours))
+    )
+
+
+def sfm_points(reconstruction: pycolmap.Reconstruction, world_from_sfm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The model's 3D points (by id) in the normalized world, as `colmap_transforms` moves the
+    cameras (`world_from_sfm [4, 4]`, x' = s R x + t).
+
+    Returns:
+        `[P, 3]` float32 positions and `[P, 3]` uint8 RGB colours.
+    """
+    ids = sorted(reconstruction.points3D)
+    if not ids:
+        return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8)
+    xyz = np.stack([reconstruction.points3D[i].xyz for i in ids])
+    colours = np.stack([reconstruction.points3D[i].color for i in ids]).astype(np.uint8)
+    moved = xyz @ world_from_sfm[:3, :3].T + world_from_sfm[:3, 3]
+    return moved.astype(np.float32), colours
 
 
 def _keypoints(reconstruction: pycolmap.Reconstruction, image: pycolmap.Image, c2w: np.ndarray, world_from_sfm: np.ndarray) -> list[list[float]]:

@@ -5,7 +5,9 @@ Intrinsics `fl_x, fl_y, cx, cy, w, h` (or `camera_angle_x`, `camera_angle_y`) an
 camera-to-world `transform_matrix`es. The Blender layout (one `transforms.json` with
 `camera_angle_x`) is a special case. Optional `near` and `far` (world units) set the ray bounds;
 `forward_facing: true` trains in NDC with the near plane at 1 and `aabb` in NDC units (what
-`tensorfields colmap` writes for LLFF-like captures).
+`tensorfields colmap` writes for LLFF-like captures). An optional `ply_file_path` (relative to the
+file's folder; nerfstudio's `sparse_pc.ply`) gives the SfM points in the file's world frame
+(`Scene.points`, see `points.read_points`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .blender import frame_c2w, holdout_splits, image_name, read_frames, read_js
 from .cameras import OPENGL_TO_OPENCV, Cameras
 from .images import load_images
 from .llff import LLFF_AABB
+from .points import read_points
 from .scene import Scene, SceneError
 
 __all__ = ["estimate_box", "load_nerfstudio", "scene_from_transforms"]
@@ -43,12 +46,20 @@ def load_nerfstudio(folder: Path, downsample: float = 1.0) -> Scene:
 
 
 def scene_from_transforms(
-    folder: Path, path: Path, meta: dict[str, Any], downsample: float = 1.0, kind: str = "nerfstudio"
+    folder: Path,
+    path: Path,
+    meta: dict[str, Any],
+    downsample: float = 1.0,
+    kind: str = "nerfstudio",
+    points: tuple[torch.Tensor, torch.Tensor | None] | None = None,
 ) -> Scene:
     """The scene a parsed transforms file describes (see `load_nerfstudio`).
 
     Args:
-        folder: where `file_path`s start. path: the file the metadata came from (for errors).
+        folder: where `file_path`s and `ply_file_path` start. path: the file the metadata came
+            from (for errors).
+        points: the scene's SfM points `[P, 3]` and colours `[P, 3]` uint8 (or None) in the
+            frame of the poses; None reads them from `ply_file_path` when the file names one.
     """
     frames = read_frames(path, meta)
     c2w_gl = np.stack([frame_c2w(path, i, frame) for i, frame in enumerate(frames)])
@@ -58,6 +69,7 @@ def scene_from_transforms(
     distortion = _distortion(path, meta, frames)
     keypoints = _keypoints(path, frames, downsample)
     aabb = _read_aabb(path, meta["aabb"]) if "aabb" in meta else None
+    point_xyz, point_colours = points if points is not None else _points(folder, path, meta)
 
     stack = load_images(paths, downsample, background=None, size=_declared_size(path, meta, frames))
     width, height = stack.source_size
@@ -102,6 +114,8 @@ def scene_from_transforms(
         alpha=None if stack.alpha is None else torch.from_numpy(stack.alpha),
         names=names,
         keypoints=keypoints,
+        points=point_xyz,
+        point_colours=point_colours,
     )
 
 
@@ -215,6 +229,17 @@ def _keypoints(path: Path, frames: list[dict[str, Any]], downsample: float) -> t
             raise SceneError(path, f"frame {index}: 'keypoints' must be rows of [x, y, distance > 0]")
         rows.append(torch.cat([torch.full((len(points), 1), float(index)), points[:, :2] / downsample, points[:, 2:]], 1))
     return torch.cat(rows)
+
+
+def _points(folder: Path, path: Path, meta: dict[str, Any]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The points of the PLY file `ply_file_path` names (relative to `folder`), or (None, None)
+    when it names none. The loader keeps the file's world frame, so they need no transform."""
+    if "ply_file_path" not in meta:
+        return None, None
+    name = meta["ply_file_path"]
+    if not isinstance(name, str) or not name:
+        raise SceneError(path, f"'ply_file_path' must be the name of a PLY file, got {name!r}")
+    return read_points(folder / name)
 
 
 def _read_aabb(path: Path, value: Any) -> torch.Tensor:

@@ -42,6 +42,11 @@ class Scene:
         keypoints: optional `[K, 4]` float32 rows (image index, x, y, distance): pixels where
             structure from motion observed a point (pixel-centre coordinates of the loaded
             images) and that point's distance along the pixel's ray, world units.
+        points: optional `[P, 3]` float32 structure-from-motion points (to initialize Gaussian
+            fields), in the world frame of `cameras` (also in NDC scenes, whose `aabb` is in NDC
+            units); not per image, so they stay as they are when images are subset.
+        point_colours: `[P, 3]` uint8 RGB of `points`; None when the scene has no points or its
+            point file has no colours.
     """
 
     images: torch.Tensor
@@ -60,6 +65,8 @@ class Scene:
     alpha: torch.Tensor | None = None
     names: list[str] = field(default_factory=list)
     keypoints: torch.Tensor | None = None
+    points: torch.Tensor | None = None
+    point_colours: torch.Tensor | None = None
 
     @property
     def height(self) -> int:

@@ -19,7 +19,8 @@ The outputs go beside the photos when that folder can be written, else into the 
 `colmap/` (`database.db`, `images/`, the model `sparse/0` with one SIMPLE_RADIAL camera in pixels
 of the copies, `undistorted/`, `sfm.json`) and `transforms.json`, which points to the undistorted
 copies with their pinhole intrinsics in a world normalized by `bounds.normalize_world` (`aabb`,
-`near`, `far`, `forward_facing`).
+`near`, `far`, `forward_facing`), and the model's points in that world as `sparse_pc.ply`, named
+by its `ply_file_path` (nerfstudio's convention, see `points`).
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from .bounds import describe_bounds
-from .colmap import colmap_transforms, read_model, undistort
+from .colmap import colmap_transforms, read_model, sfm_points, undistort
 from .images import list_images
+from .points import POINTS_FILE, write_points
 from .scene import SceneError
 
 __all__ = ["DEFAULT_MAX_SIZE", "MAPPERS", "MATCHERS", "default_threads", "image_folder", "run_sfm", "sift_first_octave"]
@@ -152,7 +154,11 @@ def run_sfm(
     model = _stage(folder, "mapping", seconds, lambda token: _map(database, copies, work / "sparse", mapper, threads, token))
     _check_registration(folder, model, names, matcher)
     undistorted = _stage(folder, "undistortion", seconds, lambda _: undistort(work / "sparse" / "0", copies, work / "undistorted"))
-    meta, bounds = colmap_transforms(read_model(undistorted), f"{WORK_FOLDER}/undistorted/images")
+    reconstruction = read_model(undistorted)
+    meta, bounds = colmap_transforms(reconstruction, f"{WORK_FOLDER}/undistorted/images")
+    points, colours = sfm_points(reconstruction, bounds.world_from_sfm)
+    write_points(results / POINTS_FILE, points, colours)
+    meta = {"ply_file_path": POINTS_FILE, **meta}
     path = results / "transforms.json"
     path.write_text(json.dumps(meta, indent=2) + "\n")
     record = {
@@ -168,9 +174,10 @@ def run_sfm(
     (work / RECORD).write_text(json.dumps(record, indent=2) + "\n")
     log.info("%s: %s", folder, describe_bounds(bounds))
     log.info(
-        "wrote %s (%d cameras) in %.1f s (%s)",
+        "wrote %s (%d cameras, %d points) in %.1f s (%s)",
         path,
         len(meta["frames"]),
+        len(points),
         record["seconds"]["total"],
         ", ".join(f"{step} {s:.1f} s" for step, s in seconds.items()),
     )

@@ -14,6 +14,7 @@ import pytest
 import torch
 from conftest import FERN, LEGO, requires_fern, requires_lego
 from PIL import ExifTags, Image, ImageFilter, ImageOps
+from plyfile import PlyData
 
 from apps.bench.sfm import LEGO_SIZE, centre_error, lego_photos
 from apps.cli import main
@@ -116,6 +117,26 @@ def test_sfm_keypoints_lie_on_points_other_photos_see(lego_sfm: tuple[Path, dict
 
 
 @requires_lego
+def test_sfm_writes_its_points_beside_transforms(lego_sfm: tuple[Path, dict[str, np.ndarray]]) -> None:
+    """nerfstudio's `sparse_pc.ply`, named by `ply_file_path`: the model's points in the world
+    of the cameras, nearly all inside the scene box (the 1st-99th percentiles plus a margin)."""
+    folder, _ = lego_sfm
+    assert json.loads((folder / "transforms.json").read_text())["ply_file_path"] == "sparse_pc.ply"
+    vertex = PlyData.read(str(folder / "sparse_pc.ply"))["vertex"]
+    assert [(p.name, p.val_dtype) for p in vertex.properties] == [
+        ("x", "f4"), ("y", "f4"), ("z", "f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")
+    ]
+    model = pycolmap.Reconstruction(folder / "colmap" / "undistorted" / "sparse")
+    scene = load_scene(folder)
+    assert scene.points.shape == (model.num_points3D(), 3) and scene.point_colours.shape == (model.num_points3D(), 3)
+    inside = ((scene.points >= scene.aabb[0]) & (scene.points <= scene.aabb[1])).all(1).float().mean()
+    assert inside > 0.95
+    pixels, depths = scene.cameras.project(scene.points)
+    seen = (depths > 0) & (pixels >= 0).all(-1) & (pixels[..., 0] < scene.width) & (pixels[..., 1] < scene.height)
+    assert seen.any(0).float().mean() > 0.99  # every point is in some photo
+
+
+@requires_lego
 def test_second_run_skips_sfm(lego_sfm: tuple[Path, dict[str, np.ndarray]]) -> None:
     folder, _ = lego_sfm
     before = (folder / "transforms.json").stat().st_mtime_ns
@@ -150,6 +171,9 @@ def test_sfm_fern_is_forward_facing(fern_sfm: tuple[Path, Path, list[str]]) -> N
     assert set(record["seconds"]) == {"photos", "features", "matching", "mapping", "undistortion", "total"}
     scene = load_scene(folder)
     assert scene.ndc and scene.ndc_near == 1.0 and scene.ndc_focal == pytest.approx(scene.cameras.fx[0].item())
+    assert (folder / meta["ply_file_path"]).is_file() and scene.points is not None and len(scene.points) > 100
+    _, depths = scene.cameras.project(scene.points)  # world units (not NDC), in front of the cameras
+    assert (depths > 0).float().mean() > 0.99
 
 
 @requires_fern
