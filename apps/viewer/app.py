@@ -4,8 +4,9 @@ An orbit camera (azimuth, elevation, distance, field of view) renders RGB, depth
 slider being dragged gets a small preview and the full frame comes when it is released. A panel
 shows the field, its size, the run's metrics and the last frame's render time; a training-view
 picker compares the render at a training camera with its ground-truth image (PSNR); "Export
-mesh" writes a `.glb` shown in a 3D view and offered for download (into a temporary folder made
-on the first export and removed at exit).
+mesh" writes a `.glb` and, for a Gaussian run, "Export splats" a 3DGS `.ply`, each shown in a 3D
+view and offered for download (into a temporary folder made on the first export and removed at
+exit).
 
 The handlers are methods of `ViewerState`, which tests call without a browser. `launch_viewer`
 serves it with what the viewer uses and no more (`ViewerGuard`): requests must name this machine
@@ -81,8 +82,8 @@ class ViewerState:
 
     @property
     def export_dir(self) -> Path:
-        """The folder of exported meshes: a temporary one, made on first use and removed by
-        `close` or at exit."""
+        """The folder of exported meshes and splats: a temporary one, made on first use and
+        removed by `close` or at exit."""
         if self._export_dir is None:
             self._export_dir = Path(tempfile.mkdtemp(prefix="tensorfields-view-"))
             atexit.register(self.close)
@@ -166,6 +167,20 @@ class ViewerState:
         except ValueError as error:
             return None, None, f"mesh export failed: {error}"
         return str(out), str(out), f"{out.name}: {len(mesh.vertices):,} vertices, {len(mesh.triangles):,} triangles"
+
+    def export_splats(self) -> tuple[str | None, str | None, str]:
+        """Export the field's Gaussians as a 3DGS `.ply` (as `export-splats`): (path for the 3D
+        view, path for download, message); no paths and the reason when the run holds no
+        world-space Gaussians (another kind of field, or an NDC or contracted run)."""
+        from ..export.splats import export_splats
+
+        out = self.export_dir / f"{self.run_dir.name}-splats.ply"
+        try:
+            splats = export_splats(self.model, out)
+        except ValueError as error:
+            return None, None, f"splat export failed: {error}"
+        size = out.stat().st_size
+        return str(out), str(out), f"wrote {out.name}: {len(splats):,} Gaussians, SH degree {splats.sh_degree}, {size / 1e6:.1f} MB"
 
 
 def open_viewer(run_dir: str | Path, device: str | None = None) -> ViewerState:
@@ -317,6 +332,7 @@ def build_viewer(run_dir: str | Path, device: str | None = None) -> Any:
         _wire_orbit(state, controls, image, info)
         _training_view_tab(gr, state, controls[-1])
         _export_tab(gr, state)
+        _splat_export_tab(gr, state)
         demo.load(state.render, inputs=controls, outputs=[image, info])
     return demo
 
@@ -372,3 +388,14 @@ def _export_tab(gr: Any, state: ViewerState) -> None:
         download = gr.File(label="download")
         message = gr.Markdown()
     button.click(state.export_mesh, inputs=[method, resolution], outputs=[model, download, message])
+
+
+def _splat_export_tab(gr: Any, state: ViewerState) -> None:
+    """"export splats" for every run: a Gaussian run's `.ply`, drawn as splats by `gr.Model3D`;
+    other runs get the reason in the message."""
+    with gr.Accordion("export splats", open=False):
+        button = gr.Button("export splats", elem_id="export-splats")
+        model = gr.Model3D(label="Gaussian splats", clear_color=[1.0, 1.0, 1.0, 1.0])
+        download = gr.File(label="download")
+        message = gr.Markdown()
+    button.click(state.export_splats, outputs=[model, download, message])

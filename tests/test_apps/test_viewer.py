@@ -18,6 +18,7 @@ from apps.runs import CheckpointError, load_checkpoint, save_checkpoint
 from apps.cli import main
 from apps.viewer.app import PREVIEW_WIDTH, ViewerState, build_viewer, launch_viewer, open_viewer
 from apps.viewer.frames import turbo
+from fields.gaussians import GaussianField, read_splats
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -27,6 +28,14 @@ def view_run(sphere_scene: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     run = tmp_path_factory.mktemp("view") / "run"
     common = ["--grid-init", "24", "--grid-final", "32", "--batch-size", "512"]
     assert main(["train", "--data", str(sphere_scene), "--out", str(run), "--iters", "40", *common]) == 0
+    return run
+
+
+@pytest.fixture(scope="session")
+def gaussian_view_run(sphere_scene: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("view-gaussians") / "run"
+    common = ["--iters", "40", "--batch-size", "512"]
+    assert main(["train", "--data", str(sphere_scene), "--out", str(run), "--field", "gaussians", *common]) == 0
     return run
 
 
@@ -111,6 +120,39 @@ def test_export_folder_is_made_on_first_export_and_removed(view_run: Path, tmp_p
     assert model is not None and Path(model).parent.parent == tmp_path, message
     viewer.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_splat_export_writes_the_gaussians_as_a_ply(gaussian_view_run: Path) -> None:
+    viewer = open_viewer(gaussian_view_run, "cpu")
+    try:
+        model, download, message = viewer.export_splats()
+        assert model == download and model is not None and model.endswith(".ply"), message
+        field = viewer.model.field
+        assert isinstance(field, GaussianField) and len(read_splats(model)) == field.num_gaussians
+        assert message.startswith(f"wrote {Path(model).name}: {field.num_gaussians:,} Gaussians, SH degree {field.sh_degree},")
+        assert message.endswith(" MB")
+    finally:
+        viewer.close()
+
+
+def test_splat_export_of_another_field_is_the_reason(state: ViewerState) -> None:
+    model, download, message = state.export_splats()
+    assert model is None and download is None
+    assert message.startswith("splat export failed:") and "holds a 'vm' field" in message and "\n" not in message
+
+
+def test_viewer_has_an_export_splats_button_wired_to_the_export(view_run: Path) -> None:
+    import gradio as gr
+
+    demo = build_viewer(view_run, "cpu")
+    try:
+        buttons = [block for block in demo.blocks.values() if isinstance(block, gr.Button) and block.value == "export splats"]
+        assert len(buttons) == 1
+        wired = [fn for fn in demo.fns.values() if any(target[0] == buttons[0]._id for target in fn.targets)]
+        assert [fn.fn.__name__ for fn in wired] == ["export_splats"]
+        assert [type(block) for block in wired[0].outputs] == [gr.Model3D, gr.File, gr.Markdown]
+    finally:
+        demo.close()
 
 
 @pytest.mark.parametrize("text", ["{oops", "[1, 2]", ""])
