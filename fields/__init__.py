@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Blurrable, Decoded, Densifiable, Field, Placeable, Regularized, Slimmable, Upsampleable, Voxelized, render_step_size
+from .base import Blurrable, Decoded, Densifiable, Field, Placeable, Regularized, SelfOccupying, Slimmable, Upsampleable, Voxelized, render_step_size
 from .gaussians import GaussianField
 from .strivec import TriVecField
 from .tensorf import CPField, VMField
@@ -20,6 +20,7 @@ __all__ = [
     "Regularized",
     "Blurrable",
     "Densifiable",
+    "SelfOccupying",
     "render_step_size",
     "VMField",
     "CPField",

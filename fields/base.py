@@ -24,6 +24,7 @@ __all__ = [
     "Regularized",
     "Blurrable",
     "Densifiable",
+    "SelfOccupying",
     "preset_name",
     "render_step_size",
 ]
@@ -199,6 +200,15 @@ class Densifiable(Protocol):
     without reading parameter values, so the optimizer's moments follow."""
 
     def keep_rows(self, rows: torch.Tensor) -> None: ...
+
+
+@runtime_checkable
+class SelfOccupying(Protocol):
+    """Fields that know where they are empty without being sampled: `occupied_cells` gives the
+    occupancy grid `[X, Y, Z]` bool over `aabb` directly (Gaussians: their cutoff boxes), in
+    place of evaluating the density at every cell."""
+
+    def occupied_cells(self, aabb: torch.Tensor, resolution: list[int], step_size: float, alpha_threshold: float) -> torch.Tensor: ...
 
 
 def render_step_size(field: Field, step_ratio: float) -> float:

@@ -46,6 +46,11 @@ class Contraction:
         center = torch.tensor(self.center, dtype=rays.origins.dtype, device=rays.origins.device)
         return Rays((rays.origins - center) / self.radius, rays.directions, rays.far / self.radius, rays.code)
 
+    def field_points(self, points: torch.Tensor) -> torch.Tensor:
+        """World points `[N, 3]` where the field takes them: contracted in the ball's frame."""
+        center = torch.tensor(self.center, dtype=points.dtype, device=points.device)
+        return contract((points - center) / self.radius)
+
     def points_to_world(self, points: torch.Tensor) -> torch.Tensor:
         """Points `[N, 3]` of the ball's frame (uncontracted) in world units."""
         return points * self.radius + torch.tensor(self.center, dtype=points.dtype, device=points.device)

@@ -11,7 +11,6 @@ from torch import nn
 from data.cameras import Cameras
 from fields.base import Field
 
-from .contraction import contract
 from .occupancy import OccupancyGrid
 from .rays import Rays
 from .renderer import RenderOutput, RenderSettings, render_image, render_rays, render_rays_progressive
@@ -74,10 +73,7 @@ class Model(nn.Module):
         """World points `[N, 3]` where the field takes them: as they are, or contracted in the
         foreground ball's frame for unbounded scenes."""
         contraction = self.settings.contraction
-        if contraction is None:
-            return points
-        center = torch.tensor(contraction.center, dtype=points.dtype, device=points.device)
-        return contract((points - center) / contraction.radius)
+        return points if contraction is None else contraction.field_points(points)
 
     def with_field(self, field: Field) -> "Model":
         """A model of `field` with this model's grid and (a copy of its) settings."""

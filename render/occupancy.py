@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from cuda_ext import update_occupancy
+from fields.base import SelfOccupying
 
 from .contraction import contracted_stretch
 
@@ -59,6 +60,13 @@ class OccupancyGrid(nn.Module):
         offset = torch.rand(ijk.shape, generator=generator, device=ijk.device) if jitter else torch.full_like(ijk, 0.5)
         size = torch.tensor(self.resolution, dtype=torch.float32, device=ijk.device)
         return self.aabb[0] + (ijk + offset) / size * (self.aabb[1] - self.aabb[0])
+
+    @torch.no_grad()
+    def take_from(self, field: SelfOccupying, step_size: float, threshold: float) -> None:
+        """Set every cell from a `SelfOccupying` field's own account of where it is not empty
+        (a step of `step_size` there stopping more than `threshold` of the light), in place of
+        `update`'s sampling of the density."""
+        self.occupied.copy_(field.occupied_cells(self.aabb, self.resolution, step_size, threshold))
 
     @torch.no_grad()
     def update(

@@ -34,6 +34,9 @@ on the image (3DGS evaluates a Gaussian on the whole 16 x 16 tiles that its 3 sq
 square touches and nowhere else, so its footprints can end at tile boundaries); 3DGS culls at
 view depth 0.2, not 0.01 (gsplat's default); gsplat stops at T <= 1e-4 rather than < 1e-4, and
 some gsplat versions cap alpha at 0.999 rather than 0.99; ties in depth keep the input order.
+
+`rasterize_splats_gsplat` draws the same Gaussians with gsplat's `rasterization` under these
+conventions (CUDA and gsplat needed, imported only when called), to check one against the other.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from data.cameras import Cameras
 from fields.decoders import sh_basis
 from fields.gaussians.field import quaternion_to_rotation
 
-__all__ = ["rasterize_splats"]
+__all__ = ["rasterize_splats", "rasterize_splats_gsplat"]
 
 #: 3DGS's thresholds: alphas below ALPHA_MIN are skipped, alphas are capped at ALPHA_MAX, and
 #: compositing stops before transmittance would fall below T_MIN
@@ -98,11 +101,17 @@ def _covariance_2d(
     return cov2d + EPS2D * torch.eye(2, dtype=cov2d.dtype, device=cov2d.device)
 
 
-def _colours(means: torch.Tensor, sh: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
-    """3DGS colours `[N, 3]` of SH coefficients `[N, K, 3]` seen from the camera `centre [3]`."""
+def _sh_degree(sh: torch.Tensor) -> int:
+    """The SH degree of coefficients `[N, K, 3]`, K = (degree + 1)^2 <= 16."""
     degree = math.isqrt(sh.shape[1]) - 1
     if (degree + 1) ** 2 != sh.shape[1] or not 0 <= degree <= 3:
         raise ValueError(f"sh must hold (degree + 1)^2 <= 16 coefficients per channel, got {sh.shape[1]}")
+    return degree
+
+
+def _colours(means: torch.Tensor, sh: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    """3DGS colours `[N, 3]` of SH coefficients `[N, K, 3]` seen from the camera `centre [3]`."""
+    degree = _sh_degree(sh)
     basis = sh_basis(F.normalize(means - centre, dim=-1), degree)  # [N, K]
     return ((basis[:, :, None] * sh).sum(1) + 0.5).clamp_min(0.0)
 
@@ -229,3 +238,35 @@ def rasterize_splats(
             depth[y0:y1, x0:x1] = tile_depth.view(shape)
     bg = torch.as_tensor(background, dtype=means.dtype, device=means.device)
     return {"rgb": rgb + transmittance[..., None] * bg, "alpha": 1.0 - transmittance, "depth": depth}
+
+
+@torch.no_grad()
+def rasterize_splats_gsplat(
+    means: torch.Tensor,
+    scales: torch.Tensor,
+    quats: torch.Tensor,
+    opacities: torch.Tensor,
+    sh: torch.Tensor,
+    cameras: Cameras,
+    index: int,
+    background: tuple[float, float, float] | torch.Tensor = (0.0, 0.0, 0.0),
+) -> torch.Tensor:
+    """The RGB `[H, W, 3]` that gsplat's `rasterization` draws of the Gaussians, to compare with
+    `rasterize_splats(...)["rgb"]`: arguments as there (on a CUDA device), drawn in classic mode
+    with this module's near plane and dilation and no radius clip; the world-to-camera matrix is
+    the inverse of `Cameras.c2w` (both OpenCV) and K holds fx, fy, cx, cy. gsplat (`pip install
+    gsplat`) is imported here; its CUDA code may compile on the first call.
+    """
+    import gsplat
+
+    means, scales, quats, opacities, sh = (v.float().contiguous() for v in (means, scales, quats, opacities, sh))
+    fx, fy, cx, cy = (float(v[index]) for v in (cameras.fx, cameras.fy, cameras.cx, cameras.cy))
+    intrinsics = torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], device=means.device)
+    viewmat = torch.linalg.inv(cameras.c2w[index].to(means))
+    bg = torch.as_tensor(background, dtype=torch.float32).to(means.device).reshape(1, 3)
+    colours, _, _ = gsplat.rasterization(
+        means, quats, scales, opacities, sh, viewmats=viewmat[None], Ks=intrinsics[None], width=cameras.width,
+        height=cameras.height, sh_degree=_sh_degree(sh), near_plane=NEAR_PLANE, eps2d=EPS2D, radius_clip=0.0,
+        packed=False, rasterize_mode="classic", render_mode="RGB", backgrounds=bg,
+    )  # fmt: skip
+    return colours[0]

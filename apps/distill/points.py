@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 from fields import Decoded, Field
 from render import OccupancyGrid
@@ -48,9 +49,11 @@ def distill_at_points(
     """Fit `student` to `teacher` at points: the log of the optical thickness of one render
     step, sigma * `step_size`, between the occupancy threshold (below: empty, differences do not
     matter) and solid (above: opaque either way) (a log, so a faint student gets the same pull as
-    a dense one; opacity itself would give it vanishing gradients), and the appearance features
-    `[N, appearance_dim]` both fields feed to their decoders (copy the teacher's decoder into the
-    student to make those mean the same colours).
+    a dense one; opacity itself would give it vanishing gradients), and the colour: when both
+    fields are `Decoded`, the appearance features `[N, appearance_dim]` they feed to their
+    decoders (copy the teacher's decoder into the student to make those mean the same colours);
+    otherwise the radiance in a random direction per point, weighted by the teacher's opacity
+    of a step there (the colour of empty space is never seen).
 
     Args:
         sample: `n -> [n, 3]` world points (e.g. `occupied_point_sampler`).
@@ -59,18 +62,26 @@ def distill_at_points(
     Returns:
         the loss of the last step.
     """
-    if not isinstance(teacher, Decoded) or not isinstance(student, Decoded):
-        raise ValueError(f"distilling features needs two decoded fields, got '{teacher.name}' and '{student.name}'")
+    features = isinstance(teacher, Decoded) and isinstance(student, Decoded)
     groups = [{**group, "lr": group["lr"] * lr_scale} for group in student.param_groups()]
     optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99))
     loss = torch.zeros(())
     for _ in range(steps):
         x = sample(batch_size)
-        with torch.no_grad():
-            target_thickness = _log_thickness(teacher.density(x) * step_size)
-            target_features = teacher.appearance_features(x)
-        thickness = _log_thickness(student.density(x) * step_size)
-        loss = torch.mean((thickness - target_thickness) ** 2) + torch.mean((student.appearance_features(x) - target_features) ** 2)
+        if features:
+            with torch.no_grad():
+                target_thickness = _log_thickness(teacher.density(x) * step_size)
+                target_colour = teacher.appearance_features(x)
+            thickness, colour, weight = _log_thickness(student.density(x) * step_size), student.appearance_features(x), 1.0
+        else:
+            d = F.normalize(torch.randn(x.shape, device=x.device), dim=-1)
+            with torch.no_grad():
+                sigma, target_colour = teacher.query(x, d)
+                target_thickness = _log_thickness(sigma * step_size)
+                weight = (1.0 - torch.exp(-sigma * step_size))[:, None]
+            student_sigma, colour = student.query(x, d)
+            thickness = _log_thickness(student_sigma * step_size)
+        loss = torch.mean((thickness - target_thickness) ** 2) + torch.mean(weight * (colour - target_colour) ** 2)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

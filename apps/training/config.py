@@ -82,6 +82,8 @@ class TrainConfig:
     depth_supervision: "on", "off" or "auto", the SfM keypoints' depth loss (see `supervises_depth`).
     refine_poses: "on", "off" or "auto", joint pose refinement (see `refines_poses`); pose_blur:
         its coarse-to-fine filtering, "on" or "off" (`strategies.PoseRefinement`).
+    init_from, init_splats: where a Gaussian field starts (`strategies.GaussianDensification`):
+        fitted to a trained run, or a 3DGS `.ply`.
     """
 
     data: str = dataclasses.field(
@@ -204,6 +206,21 @@ class TrainConfig:
             choices=["on", "off"],
         ),
     )
+    init_from: str | None = dataclasses.field(
+        default=None,
+        metadata=flag(
+            "--field gaussians: start from Gaussians fitted to a trained run of a bounded scene (its run folder; any "
+            "field), placed where its rays meet surfaces, instead of from the scene's SfM points or its visual hull"
+        ),
+    )
+    init_splats: str | None = dataclasses.field(
+        default=None,
+        metadata=flag(
+            "--field gaussians: start from the Gaussians of a 3DGS .ply in the scene's frame (such as export-splats "
+            "writes), to fine-tune them on the scene",
+            check=flag_types.extension(".ply"),
+        ),
+    )
     checkpoint_every: float | None = dataclasses.field(
         default=None,
         metadata=flag(
@@ -266,6 +283,11 @@ def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
         raise ValueError(
             f"--grid-init {config.grid_init} is above --grid-final {config.grid_final}: the grid only grows during training"
         )
+    for name in ("init_from", "init_splats"):
+        if getattr(config, name) is not None and config.field != "gaussians":
+            raise ValueError(f"--{name.replace('_', '-')} starts a Gaussian field: it needs --field gaussians, not '{config.field}'")
+    if config.init_from is not None and config.init_splats is not None:
+        raise ValueError("--init-from and --init-splats are two ways to start the Gaussians: give one")
     if config.appearance == "on" and config.decoder == "sh":
         raise ValueError("--appearance on needs the MLP decoder: the SH decoder (--decoder sh) cannot take appearance codes")
     return config

@@ -21,6 +21,7 @@ from fields.appearance import codes_of
 from ..runs import CHECKPOINT_NAME, claim_run_folder, write_json, writing
 from .config import TrainConfig
 from .final_eval import FINAL_EVAL_SHARE, FINAL_EVAL_VIEWS, final_evaluation
+from .strategies import GaussiansLost
 from .trainer import Trainer, TrainingDiverged
 
 __all__ = ["train_run", "RunInterrupted", "checkpoint_interval"]
@@ -34,8 +35,8 @@ SAVING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 class RunInterrupted(RuntimeError):
-    """Training stopped early (Ctrl-C, SIGTERM, SIGHUP or divergence) after saving the last good
-    checkpoint."""
+    """Training stopped early (Ctrl-C, SIGTERM, SIGHUP, a diverged loss or a Gaussian field that
+    emptied) after saving the last good checkpoint."""
 
 
 class _Terminated(KeyboardInterrupt):
@@ -81,8 +82,9 @@ def train_run(
     Writes `checkpoint.safetensors` (every `checkpoint_interval` seconds, and before the final
     evaluation), `config.json`, `metrics.json` and `renders/` (held-out views). A failed write
     raises `runs.RunWriteError` naming the file (the previous checkpoint is kept). Ctrl-C, SIGTERM
-    and SIGHUP save a checkpoint and raise `RunInterrupted`; a diverged loss keeps the last checkpoint and
-    raises too. `on_step(trainer)` runs after every step (benchmarks evaluate from there).
+    and SIGHUP save a checkpoint and raise `RunInterrupted`; a diverged loss or a Gaussian field that
+    emptied (`strategies.GaussiansLost`) keeps the last checkpoint and raises it too.
+    `on_step(trainer)` runs after every step (benchmarks evaluate from there).
     The final evaluation scores `final_eval_views` held-out views (None: all) in at most
     `final_eval_share` of the training time (None: at up to 800x600 however long it takes; see
     `final_eval`). Returns the metrics dict.
@@ -156,7 +158,7 @@ def _train(
         trainer.save()
         how = f"stopped by {stop}" if isinstance(stop, _Terminated) else "interrupted"
         raise RunInterrupted(f"{how} at iteration {trainer.state.iteration}; checkpoint saved, continue with --resume") from None
-    except TrainingDiverged as error:
+    except (TrainingDiverged, GaussiansLost) as error:
         saved = "the last good checkpoint is kept" if (out / CHECKPOINT_NAME).is_file() else "no checkpoint had been written yet"
         raise RunInterrupted(f"{error}; {saved} in {out}") from None
     finally:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from data import Cameras, PixelBatch, RayBatcher, Scene
-from fields import Field, field_class, render_step_size
+from fields import Field, SelfOccupying, field_class, render_step_size
 from fields.appearance import codes_of
 from render import CONTRACTED_AABB, NDC, Contraction, Model, OccupancyGrid, RenderSettings, camera_rays, foreground_ball
 from render.losses import ray_distortion
@@ -62,6 +62,7 @@ class Trainer:
         contraction = foreground_ball(scene.cameras.c2w[scene.split("train")]) if uses_contraction(config, scene) else None
         if contraction is not None:
             scene = replace(scene, aabb=torch.tensor(CONTRACTED_AABB))
+        self.contraction = contraction
         self.scene = scene
         self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.gpu = self.device.type == "cuda"
@@ -100,6 +101,8 @@ class Trainer:
             )
             self.model = Model(field, grid, settings)
             self.optimizer = optim.make_optimizer(self.field)
+            if isinstance(field, SelfOccupying):  # its grid is exact from the start: no march through all of the box
+                self.update_grid()
         self.distortion_weight = distortion_weight(config, self.model.settings.contraction is not None)
         self.batcher = RayBatcher(scene, "train", batch_size, seed=config.seed + self.state.iteration, device=self.device)
         self.start_events = _contraction_events(self.model.settings.contraction)
@@ -169,8 +172,12 @@ class Trainer:
         self.model.settings.step_size = self.step_size()
 
     def update_grid(self, fraction: float = 1.0, step_size: float | None = None) -> None:
-        """Update the occupancy grid from the field's density (a random `fraction` of the cells)."""
+        """Update the occupancy grid from the field's density (a random `fraction` of the cells),
+        or all of it from a `SelfOccupying` field's own account."""
         step = self.model.settings.step_size if step_size is None else step_size
+        if isinstance(self.field, SelfOccupying):
+            self.grid.take_from(self.field, step, self.config.occupancy_threshold)
+            return
         self.grid.update(
             self.field.density,
             step,

@@ -36,10 +36,10 @@ from ..appearance import APPEARANCE_CODE_DIM, LR_CODES, AppearanceCodes
 from ..base import Field, SceneBox
 from ..decoders import sh_basis
 from ..slimming import RankOrdered, active_components
-from .index import CellLists, cell_grid, lists_for
+from .index import CellLists, box_occupancy, cell_grid, lists_for
 from .ply import Splats
 
-__all__ = ["GaussianField", "quaternion_to_rotation", "MIN_SCALE_CELLS", "INDEX_RESOLUTION"]
+__all__ = ["GaussianField", "quaternion_to_rotation", "spacing", "MIN_SCALE_CELLS", "INDEX_RESOLUTION"]
 
 #: the floor of the Gaussians' standard deviations, in lookup cells
 MIN_SCALE_CELLS = 0.25
@@ -135,9 +135,14 @@ class GaussianField(RankOrdered, Field):
         cells along the longest axis."""
         overrides = {k: v for k, v in overrides.items() if k != "decoder"}
         kwargs = super().scene_kwargs(scene, gpu, **overrides)
-        size = (scene.aabb[1] - scene.aabb[0]).float()
-        kwargs.setdefault("resolution", [max(1, round(INDEX_RESOLUTION * float(s / size.max()))) for s in size])
+        kwargs.setdefault("resolution", cls.index_resolution(scene.aabb))
         return kwargs
+
+    @staticmethod
+    def index_resolution(aabb: torch.Tensor) -> list[int]:
+        """Lookup cells per axis over `aabb [2, 3]`: `INDEX_RESOLUTION` along the longest axis."""
+        size = (aabb[1] - aabb[0]).float()
+        return [max(1, round(INDEX_RESOLUTION * float(s / size.max()))) for s in size]
 
     @classmethod
     def state_shapes(cls, cfg: dict[str, Any]) -> dict[str, tuple[int, ...]]:
@@ -197,12 +202,28 @@ class GaussianField(RankOrdered, Field):
         rebuilt when a Gaussian has left the box it was listed for (see `index.lists_for`)."""
         scales, rotations = self.scales(), quaternion_to_rotation(self.quats)
         with torch.no_grad():
-            half = self.cutoff * torch.sqrt((rotations.square() * scales.square()[:, None, :]).sum(-1))
+            half = self._half_extents(scales, rotations)
             means = self.means.detach()
             if self._lists is None or not self._lists.covers(means, half):
                 self._lists = lists_for(means.clone(), half, self.aabb, self.grid.cell_size)
         precision = (rotations / scales[:, None, :]).transpose(1, 2).contiguous()
         return precision, self.peak_densities(scales), self._lists
+
+    def _half_extents(self, scales: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
+        """Half sides `[N, 3]` of the axis-aligned boxes of the Gaussians' cutoff ellipsoids."""
+        return self.cutoff * torch.sqrt((rotations.square() * scales.square()[:, None, :]).sum(-1))
+
+    @torch.no_grad()
+    def occupied_cells(self, aabb: torch.Tensor, resolution: list[int], step_size: float, alpha_threshold: float) -> torch.Tensor:
+        """The occupancy grid `[X, Y, Z]` bool over `aabb` that the Gaussians' cutoff boxes touch,
+        of the Gaussians whose peak would stop more than `alpha_threshold` of the light in a
+        render step of `step_size` (exact where the density is one Gaussian's; faint ones that
+        only add up with others are left out). Far cheaper than evaluating the density at every
+        cell, as `render.OccupancyGrid.update` does for the other fields."""
+        scales = self.scales()
+        visible = 1.0 - torch.exp(-self.peak_densities(scales) * step_size) > alpha_threshold
+        rotations = quaternion_to_rotation(self.quats[visible])
+        return box_occupancy(self.means[visible], self._half_extents(scales[visible], rotations), aabb, resolution)
 
     def _mix(self, x: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         precision, peaks, lists = self._geometry()
@@ -273,6 +294,33 @@ class GaussianField(RankOrdered, Field):
         self._lists = None
 
     @torch.no_grad()
+    def place(self, points: torch.Tensor, colours: torch.Tensor | None = None, opacity: float | None = None) -> float:
+        """Make the field one Gaussian per point of `points [P, 3]`, isotropic, as wide as the
+        points' median nearest-neighbour distance (`spacing`), with `opacity` (None: keep each
+        one's) and, given `colours [P, 3]` in [0, 1], those as their view-independent colour:
+        the first three colour components become the DC colour of each channel (so rank 3 and
+        up show it) and the others start at 0. Returns the width."""
+        count = points.shape[0]
+        rows = torch.arange(count, device=self.means.device) % self.num_gaussians
+        self.keep_rows(rows)
+        self.means.copy_(points)
+        width = spacing(points)
+        self.set_scales(rows, torch.full((count, 3), width, device=points.device))
+        if opacity is not None:
+            self.opacity_logits.fill_(math.log(opacity / (1.0 - opacity)))
+        if colours is not None:
+            components = self.colour_gaussian.shape[1]
+            if components < 3:
+                raise ValueError(f"placing coloured Gaussians needs 3 colour components or more, the field has {components}")
+            dc = sh_basis(torch.tensor([[0.0, 0.0, 1.0]]), 0)[0, 0]
+            self.colour_gaussian.zero_()
+            self.colour_gaussian[:, :3] = (colours.to(self.colour_gaussian) - 0.5) / dc
+            self.colour_basis[:, :3] = 0.0
+            self.colour_basis[0, :3] = 1.0
+            self.colour_channel[:, :3] = torch.eye(3)
+        return width
+
+    @torch.no_grad()
     def set_scales(self, rows: torch.Tensor, scales: torch.Tensor) -> None:
         """Give the Gaussians `rows [M]` the standard deviations `scales [M, 3]` (floored at `min_scale`)."""
         floor = self.min_scale**2
@@ -315,8 +363,7 @@ class GaussianField(RankOrdered, Field):
         if aabb is None:
             aabb = torch.stack([splats.means.min(0).values, splats.means.max(0).values]).float()
             aabb = aabb + torch.tensor([[-1e-3], [1e-3]]) * (aabb[1] - aabb[0]).max()
-        size = aabb[1] - aabb[0]
-        resolution = resolution or [max(1, round(INDEX_RESOLUTION * float(s / size.max()))) for s in size]
+        resolution = resolution or cls.index_resolution(aabb)
         coefficients = splats.sh.shape[1]
         field = cls(aabb, resolution, num_gaussians=len(splats), colour_components=3 * coefficients,
                     sh_degree=splats.sh_degree, **kwargs)  # fmt: skip
@@ -329,3 +376,14 @@ class GaussianField(RankOrdered, Field):
         field.colour_basis.copy_(torch.eye(coefficients).repeat_interleave(3, dim=1))
         field.colour_channel.copy_(torch.eye(3).repeat(1, coefficients))
         return field
+
+
+def spacing(points: torch.Tensor, probes: int = 2000) -> float:
+    """The median distance from `probes` of `points [P, 3]` to their nearest other point: placed
+    Gaussians start that wide, so that each point of a surface is within the cutoff of a few of
+    them (3DGS starts at the mean distance to the 3 nearest, and rasterizes; a marched sample
+    pays for every Gaussian that reaches it)."""
+    chosen = points[torch.randperm(len(points), generator=torch.Generator().manual_seed(0))[:probes].to(points.device)]
+    distances = torch.cdist(chosen, points)
+    distances[distances == 0] = float("inf")
+    return float(distances.min(dim=1).values.median())

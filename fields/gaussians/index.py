@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["CellGrid", "CellLists", "cell_grid", "build_cell_lists", "lists_for", "MAX_HALF_SPAN", "MAX_CELLS_PER_AXIS", "SLACK"]
+__all__ = ["CellGrid", "CellLists", "cell_grid", "build_cell_lists", "box_occupancy", "lists_for", "MAX_HALF_SPAN", "MAX_CELLS_PER_AXIS", "SLACK"]
 
 #: a Gaussian is listed in at most this many cells either side of its centre's cell per axis
 #: (its tails beyond are cut: densification prunes Gaussians that large long before)
@@ -92,6 +92,27 @@ def build_cell_lists(means: torch.Tensor, half_extents: torch.Tensor, grid: Cell
     start = torch.zeros(grid.num_cells + 1, dtype=torch.int64, device=device)
     start[1:] = torch.bincount(row.long(), minlength=grid.num_cells).cumsum(0)
     return CellLists(grid, start, gaussian[order].int(), means, half_extents)
+
+
+@torch.no_grad()
+def box_occupancy(means: torch.Tensor, half_extents: torch.Tensor, aabb: torch.Tensor, resolution: list[int]) -> torch.Tensor:
+    """`[X, Y, Z]` bool: the cells of a grid of `resolution` over `aabb [2, 3]` that some box
+    `means +- half_extents` (`[N, 3]` each) touches. Each box adds +-1 at the eight corners of
+    its cell range in a difference array whose running sums along the three axes count the
+    boxes over each cell: O(N + cells) however large the boxes."""
+    res = torch.tensor(list(resolution), device=means.device)
+    cell_size = (aabb[1] - aabb[0]) / res
+    lo = torch.floor((means - half_extents - aabb[0]) / cell_size).long()
+    hi = torch.floor((means + half_extents - aabb[0]) / cell_size).long()
+    touches = ((hi >= 0) & (lo < res)).all(dim=-1) & torch.isfinite(means).all(dim=-1) & torch.isfinite(half_extents).all(dim=-1)
+    lo, hi = lo[touches].clamp(min=0), torch.minimum(hi[touches], res - 1) + 1
+    counts = torch.zeros([r + 1 for r in resolution], dtype=torch.int32, device=means.device)
+    ones = torch.ones(lo.shape[0], dtype=torch.int32, device=means.device)
+    for corner in range(8):
+        pick = [(corner >> axis) & 1 for axis in range(3)]
+        index = [torch.where(torch.tensor(bool(p)), hi[:, axis], lo[:, axis]) for axis, p in enumerate(pick)]
+        counts.index_put_(tuple(index), ones if sum(pick) % 2 == 0 else -ones, accumulate=True)
+    return counts.cumsum(0).cumsum(1).cumsum(2)[: resolution[0], : resolution[1], : resolution[2]] > 0
 
 
 @torch.no_grad()

@@ -33,7 +33,8 @@ def test_gpu_check_on_this_machine(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     stages = {stage["name"]: stage for stage in summary["stages"]}
     assert summary["ok"] and summary["failed"] == []
-    assert list(stages) == ["wheels", "install", "environment", "build", "cuda-tests", "nerfacc", "bench-march", "bench-train"]
+    assert list(stages) == ["wheels", "install", "environment", "build", "cuda-tests", "nerfacc", "bench-march", "bench-train",
+                            "bench-train-gaussians", "gsplat", "bench-splats"]  # fmt: skip
     assert stages["wheels"]["status"] == "skipped" and "WHEELS is not set" in stages["wheels"]["reason"]
     assert stages["build"]["status"] == "ok" and summary["environment"]["cuda_ext_status"]["native"]
     assert summary["environment"]["torch"] == torch.__version__
@@ -49,12 +50,14 @@ def test_gpu_check_on_this_machine(tmp_path: Path) -> None:
 
     if not torch.cuda.is_available():
         assert summary["cuda_skipped"] == NO_CUDA and NO_CUDA in result.stdout
-        for name in ("cuda-tests", "nerfacc", "bench-train"):
+        for name in ("cuda-tests", "nerfacc", "bench-train", "bench-train-gaussians", "gsplat", "bench-splats"):
             assert stages[name]["status"] == "skipped" and stages[name]["reason"] == NO_CUDA, stages[name]
         assert march_json["device"].startswith("cpu") and march_json["rays"] == 1024
     else:
         assert stages["cuda-tests"]["status"] == "ok"
-        assert stages["bench-train"]["status"] == "skipped" and "no lego scene" in stages["bench-train"]["reason"]
+        for name in ("bench-train", "bench-train-gaussians"):
+            assert stages[name]["status"] == "skipped" and "no lego scene" in stages[name]["reason"]
+        assert stages["bench-splats"]["status"] == "skipped" and "no gaussians run" in stages["bench-splats"]["reason"]
     assert "GPU check summary" in result.stdout and "every stage that ran passed" in result.stdout
     # a GPU machine returns at most 8 files from $OUT: the check writes a few
     assert sorted(p.name for p in out.iterdir()) == ["bench_march.json", "gpu-check.log", "summary.json"]

@@ -17,7 +17,7 @@ from cuda_ext import reference
 from fields.decoders import sh_basis
 from fields.gaussians import GaussianField, SplatFileError, Splats, read_splats, write_splats
 from fields.gaussians.field import quaternion_to_rotation
-from fields.gaussians.index import build_cell_lists, cell_grid
+from fields.gaussians.index import box_occupancy, build_cell_lists, cell_grid
 from fields.gaussians.ply import ply_property_names
 
 BOX = torch.tensor([[-1.0, -0.8, -0.6], [1.0, 0.8, 0.6]])
@@ -62,6 +62,29 @@ def test_cell_lists_are_sorted_and_cover_the_box_of_each_gaussian() -> None:
     occupied = torch.nonzero(counts).flatten().tolist()
     rows = [(i * 4 + j) * 3 + k for i in (1, 2) for j in (1, 2) for k in (0, 1, 2)]
     assert occupied == sorted(rows)
+
+
+def test_box_occupancy_marks_exactly_the_cells_the_boxes_touch() -> None:
+    means, half = torch.rand(40, 3) * 2.4 - 1.2, torch.rand(40, 3) * 0.3  # some reach past the box
+    resolution = [16, 12, 9]
+    occupied = box_occupancy(means, half, BOX, resolution)
+    size = (BOX[1] - BOX[0]) / torch.tensor(resolution)
+    ijk = torch.stack(torch.meshgrid(*[torch.arange(r) for r in resolution], indexing="ij"), dim=-1).float()
+    low, high = BOX[0] + ijk * size, BOX[0] + (ijk + 1) * size  # cell (i, j, l) spans [low, high)
+    touched = (((means - half)[:, None, None, None] < high) & ((means + half)[:, None, None, None] >= low)).all(-1).any(0)
+    assert torch.equal(occupied, touched) and 0 < occupied.float().mean() < 1
+
+
+def test_occupied_cells_hold_every_sample_the_marcher_would_keep() -> None:
+    field = GaussianField.from_splats(random_splats(30, scale=0.05), aabb=BOX, resolution=[10, 8, 6])
+    step, threshold, resolution = 0.01, 1e-3, [20, 16, 12]
+    occupied = field.occupied_cells(field.aabb, resolution, step, threshold)
+    x = torch.rand(200_000, 3) * (BOX[1] - BOX[0]) + BOX[0]
+    with torch.no_grad():
+        kept = 1.0 - torch.exp(-field.density(x) * step) > threshold
+    cell = torch.floor((x - BOX[0]) / (BOX[1] - BOX[0]) * torch.tensor(resolution)).long()
+    assert bool(occupied[cell[kept, 0], cell[kept, 1], cell[kept, 2]].all())
+    assert occupied.float().mean() < 0.5  # and the empty space is skipped
 
 
 def test_a_ray_through_an_isotropic_gaussian_is_stopped_with_its_opacity() -> None:

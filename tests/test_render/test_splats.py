@@ -5,6 +5,8 @@ gsplat (when it and a GPU are there)."""
 from __future__ import annotations
 
 import math
+import sys
+import types
 
 import pytest
 import torch
@@ -15,6 +17,7 @@ from data.cameras import Cameras
 from fields.decoders import SH_C0, sh_basis
 from render import camera_rays, rasterize_splats
 from render.paths import look_at
+from render.splats import rasterize_splats_gsplat
 
 EPS2D = 0.3
 
@@ -219,9 +222,36 @@ def test_matches_a_brute_force_loop(chunk: int, tile_size: int) -> None:
 # --- against gsplat ------------------------------------------------------------------------------
 
 
+def test_the_gsplat_call_hands_gsplat_the_camera_it_reads(monkeypatch) -> None:
+    """Without gsplat: a stand-in `gsplat.rasterization` rebuilds the camera from the viewmats and
+    Ks it is given, as gsplat reads them (world-to-camera, K = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]),
+    and draws with the reference; that must be the reference's own image of the first camera."""
+    scene, cameras = brute_force_scene()
+    calls = []
+
+    def rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, backgrounds, **options):
+        calls.append(options)
+        assert viewmats.shape == (1, 4, 4) and Ks.shape == (1, 3, 3) and backgrounds.shape == (1, 3)
+        assert colors.shape == (len(means), (sh_degree + 1) ** 2, 3)
+        K = Ks[0]
+        torch.testing.assert_close(K[2], torch.tensor([0.0, 0.0, 1.0]))
+        assert K[0, 1] == 0 and K[1, 0] == 0
+        seen = Cameras(c2w=torch.linalg.inv(viewmats), fx=float(K[0, 0]), fy=float(K[1, 1]), cx=float(K[0, 2]), cy=float(K[1, 2]),
+                       width=width, height=height)  # fmt: skip
+        rgb = rasterize_splats(means, scales, quats, opacities, colors, seen, 0, background=backgrounds[0])["rgb"]
+        return rgb[None], (1.0 - rgb[None, ..., :1]), {}
+
+    monkeypatch.setitem(sys.modules, "gsplat", types.SimpleNamespace(rasterization=rasterization))
+    drawn = rasterize_splats_gsplat(**scene, cameras=cameras, index=0, background=(0.1, 0.5, 0.9))
+    expected = rasterize_splats(**scene, cameras=cameras, index=0, background=(0.1, 0.5, 0.9))["rgb"]
+    assert drawn.shape == (cameras.height, cameras.width, 3)
+    torch.testing.assert_close(drawn, expected, rtol=1e-5, atol=1e-5)
+    assert calls == [dict(near_plane=0.01, eps2d=EPS2D, radius_clip=0.0, packed=False, rasterize_mode="classic", render_mode="RGB")]
+
+
 @requires_cuda
 def test_agrees_with_gsplat() -> None:
-    gsplat = pytest.importorskip("gsplat")
+    pytest.importorskip("gsplat")
     g = torch.Generator().manual_seed(1)
     n, device = 3000, "cuda"
     cameras = Cameras(c2w=look_at(torch.tensor([[2.5, 1.0, 1.5]]), torch.zeros(3), torch.tensor([0.0, 0.0, 1.0])),
@@ -233,13 +263,18 @@ def test_agrees_with_gsplat() -> None:
         opacities=(0.05 + 0.85 * torch.rand(n, generator=g)).to(device),  # below any alpha cap
         sh=(0.4 * torch.randn(n, 16, 3, generator=g)).to(device),
     )
-    out = rasterize_splats(**scene, cameras=cameras, index=0)
-    Ks = torch.tensor([[70.0, 0.0, 40.3], [0.0, 72.0, 29.7], [0.0, 0.0, 1.0]], device=device)
-    colors, alphas, _ = gsplat.rasterization(
-        scene["means"], scene["quats"], scene["scales"], scene["opacities"], scene["sh"],
-        viewmats=torch.linalg.inv(cameras.c2w), Ks=Ks[None], width=80, height=60, sh_degree=3,
-        near_plane=0.01, eps2d=0.3, radius_clip=0.0, packed=False, rasterize_mode="classic", render_mode="RGB+D",
-    )  # fmt: skip
-    assert (out["rgb"] - colors[0, ..., :3]).abs().mean() < 1e-2
-    assert (out["alpha"] - alphas[0, ..., 0]).abs().mean() < 1e-2
-    assert (out["depth"] - colors[0, ..., 3]).abs().mean() < 1e-2
+    background = (0.2, 0.4, 0.6)
+    out = rasterize_splats(**scene, cameras=cameras, index=0, background=background)
+    drawn = rasterize_splats_gsplat(**scene, cameras=cameras, index=0, background=background)
+    assert drawn.shape == (60, 80, 3)
+    assert (out["rgb"] - drawn).abs().mean() < 1e-2
+    # alpha: a white background shows through by the final transmittance more than a black one
+    black, white = (rasterize_splats_gsplat(**scene, cameras=cameras, index=0, background=(v, v, v)) for v in (0.0, 1.0))
+    assert (out["alpha"] - (1.0 - (white - black).mean(-1))).abs().mean() < 1e-2
+    # depth: with each Gaussian's colour its view depth (degree 0), the rgb is gsplat's "D" render
+    w2c = torch.linalg.inv(cameras.c2w[0])
+    tz = scene["means"] @ w2c[2, :3] + w2c[2, 3]
+    by_depth = dict(scene, sh=((tz - 0.5) / SH_C0)[:, None, None].expand(n, 1, 3).contiguous())
+    torch.testing.assert_close(rasterize_splats(**by_depth, cameras=cameras, index=0)["rgb"][..., 0], out["depth"], rtol=1e-4, atol=1e-4)
+    depth = rasterize_splats_gsplat(**by_depth, cameras=cameras, index=0)[..., 0]
+    assert (out["depth"] - depth).abs().mean() < 1e-2

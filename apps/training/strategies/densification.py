@@ -7,7 +7,8 @@ refinement the top `GROW_FRACTION` of the Gaussians by that average are densifie
 drawn from the parent's distribution, 1.6 times narrower), the others cloned; Gaussians fainter
 than `PRUNE_OPACITY` or larger than `PRUNE_SCALE` of the diagonal, or whose centre left the box,
 are pruned. At `RESET_AT` every opacity is lowered to at most `RESET_OPACITY` (their Adam moments
-zeroed), so that the Gaussians the views do not need fade and get pruned. Structural changes go
+zeroed), so that the Gaussians the views do not need fade and get pruned; not for Gaussians that
+start from a trained field or a splat file (`--init-from`, `--init-splats`). Structural changes go
 through `Trainer.restructure`, so the survivors keep their optimizer state (clones copy it).
 
 3DGS ranks the Gaussians by the gradient of their projected 2D position against a fixed
@@ -24,7 +25,8 @@ import torch
 
 from data import Scene
 from data.hull import visual_hull_points
-from fields import Densifiable, Field, field_class
+from fields import Densifiable, Field
+from fields.gaussians import GaussianField, read_splats
 from fields.gaussians.field import quaternion_to_rotation
 
 from ..config import TrainConfig
@@ -68,23 +70,91 @@ class GaussianDensification(Strategy):
         self.resets_done = 0
         self.grad_sum: torch.Tensor | None = None
         self.grad_count: torch.Tensor | None = None
+        # Gaussians that start from a trained field or a splat file carry no floaters of a random start to fade
+        self.reset_at = () if config.init_from is not None or config.init_splats is not None else RESET_AT
 
     def make_field(self, trainer: Trainer, overrides: dict[str, Any]) -> Field | None:
-        """The configured field with its Gaussians in the visual hull of the training masks
-        (`data.hull`) where the scene has masks; uniformly in the box otherwise."""
-        field = field_class(self.config.field).from_scene(trainer.scene, trainer.gpu, **overrides)
-        points = visual_hull_points(trainer.scene, field.num_gaussians, generator=torch.Generator().manual_seed(self.config.seed))
+        """The starting Gaussians, in order of preference: the `--init-splats` file's; fitted to
+        the `--init-from` run (`distill.gaussians`); at the scene's SfM points with their
+        colours; in the visual hull of the training masks (`data.hull`); uniformly in the box.
+        The first three keep the preset's count at most (a random subset of the points)."""
+        options = GaussianField.scene_kwargs(trainer.scene, trainer.gpu, **overrides)
+        if self.config.init_splats is not None:
+            return self._from_splats(trainer, options)
+        if self.config.init_from is not None:
+            return self._fitted(trainer, options)
+        field = GaussianField(trainer.scene.aabb.float(), **options)
+        generator = torch.Generator().manual_seed(self.config.seed)
+        points, colours = self._sfm_points(trainer, field.num_gaussians, generator)
+        if points is not None:
+            width = field.place(points, colours, opacity=field.init_opacity)
+            self.placement = f"{field.num_gaussians:,} Gaussians placed at the scene's SfM points, standard deviation {width:.3g}"
+            return field
+        points = visual_hull_points(trainer.scene, field.num_gaussians, generator=generator)
         if points is None:
             self.placement = f"{field.num_gaussians:,} Gaussians placed uniformly in the box"
             return field
-        with torch.no_grad():
-            field.keep_rows(torch.arange(len(points)))
-            field.means.copy_(points)
-            spacing = _nearest_neighbour_distance(points)
-            field.set_scales(torch.arange(len(points)), torch.full((len(points), 3), spacing))
+        width = field.place(points)
         self.placement = (f"{field.num_gaussians:,} Gaussians placed in the visual hull of the training masks, "
-                          f"standard deviation {spacing:.3g} (their median nearest-neighbour distance)")  # fmt: skip
+                          f"standard deviation {width:.3g} (their median nearest-neighbour distance)")  # fmt: skip
         return field
+
+    def _from_splats(self, trainer: Trainer, options: dict[str, Any]) -> GaussianField:
+        """The `--init-splats` file's Gaussians in the scene's box (those outside are pruned at
+        the first refinement); ValueError when the run's space is not the world's or none lies in the box."""
+        path = self.config.init_splats
+        if trainer.contraction is not None or trainer.ndc is not None:
+            space = "NDC" if trainer.ndc is not None else "contracted"
+            raise ValueError(f"--init-splats {path}: this scene trains in {space} space, where world-space splats do not apply "
+                             "(--contraction off keeps a bounded scene in its box)")  # fmt: skip
+        splats = read_splats(path)
+        box = trainer.scene.aabb.float()
+        inside = int(((splats.means >= box[0]) & (splats.means <= box[1])).all(dim=-1).sum())
+        if inside == 0:
+            raise ValueError(f"{path}: none of its {len(splats):,} Gaussians lies in the scene's box {box.tolist()}: "
+                             "the file is in another frame than the scene")  # fmt: skip
+        keep = {k: v for k, v in options.items() if k not in ("num_gaussians", "colour_components", "sh_degree", "resolution")}
+        field = GaussianField.from_splats(splats, aabb=box, resolution=GaussianField.index_resolution(box), **keep)
+        self.placement = f"{len(splats):,} Gaussians from {path} ({inside:,} in the scene's box), SH degree {splats.sh_degree}"
+        return field
+
+    def _fitted(self, trainer: Trainer, options: dict[str, Any]) -> GaussianField:
+        """Gaussians fitted to the `--init-from` run (`distill.gaussians.fit_gaussians`) at the
+        training cameras."""
+        from ...distill.gaussians import fit_gaussians
+        from ...runs import load_checkpoint
+
+        teacher = load_checkpoint(self.config.init_from, trainer.device).model
+        keep = {k: v for k, v in options.items() if k not in ("num_gaussians", "resolution")}
+        generator = torch.Generator().manual_seed(self.config.seed)
+        try:
+            field = fit_gaussians(teacher, trainer.cameras[trainer.scene.split("train")], options["num_gaussians"],
+                                  generator=generator, **keep)  # fmt: skip
+        except ValueError as error:
+            raise ValueError(f"--init-from {self.config.init_from}: {error}") from None
+        self.placement = (f"{field.num_gaussians:,} Gaussians fitted to the '{teacher.field.name}' field of {self.config.init_from} "
+                          "at its surfaces")  # fmt: skip
+        return field
+
+    @staticmethod
+    def _sfm_points(trainer: Trainer, count: int, generator: torch.Generator) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Up to `count` of the scene's SfM points that lie in the field's box, where the field
+        takes them (contracted for unbounded scenes), and their colours in [0, 1]; None without points."""
+        scene = trainer.scene
+        points = getattr(scene, "points", None)
+        if points is None or trainer.ndc is not None:
+            return None, None
+        colours = getattr(scene, "point_colours", None)
+        colours = torch.full_like(points, 0.5) if colours is None else colours.float() / 255.0
+        if trainer.contraction is not None:
+            points = trainer.contraction.field_points(points.float())
+        box = scene.aabb.float()
+        inside = ((points >= box[0]) & (points <= box[1])).all(dim=-1)
+        points, colours = points[inside], colours[inside]
+        if points.shape[0] < 2:
+            return None, None
+        chosen = torch.randperm(points.shape[0], generator=generator)[:count]
+        return points[chosen], colours[chosen]
 
     def on_start(self, trainer: Trainer, resumed: bool) -> list[str]:
         return [] if resumed or not self.placement else [self.placement]
@@ -101,7 +171,7 @@ class GaussianDensification(Strategy):
             while REFINE_START + self.refines_done * REFINE_EVERY <= min(progress, REFINE_STOP):
                 self.refines_done += 1
             events.append(self._refine(trainer))
-        if self.resets_done < len(RESET_AT) and progress >= RESET_AT[self.resets_done]:
+        if self.resets_done < len(self.reset_at) and progress >= self.reset_at[self.resets_done]:
             self.resets_done += 1
             events.append(self._reset_opacities(trainer))
         return events
@@ -173,14 +243,3 @@ class GaussianDensification(Strategy):
         self.refines_done = int(state.get("refines_done", 0))
         self.resets_done = int(state.get("resets_done", 0))
         self.grad_sum, self.grad_count = state.get("grad_sum"), state.get("grad_count")
-
-
-def _nearest_neighbour_distance(points: torch.Tensor, probes: int = 2000) -> float:
-    """The median distance from `probes` of `points [P, 3]` to their nearest other point: the
-    Gaussians start that wide, so that each point of the hull is within the cutoff of a few of
-    them (3DGS starts at the mean distance to the 3 nearest, and rasterizes; a marched sample
-    pays for every Gaussian that reaches it)."""
-    chosen = points[torch.randperm(len(points), generator=torch.Generator().manual_seed(0))[:probes]]
-    distances = torch.cdist(chosen, points)
-    distances[distances == 0] = float("inf")
-    return float(distances.min(dim=1).values.median())
