@@ -9,6 +9,7 @@ Packed layout (as nerfacc): samples of all rays are concatenated, sorted by ray;
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -33,6 +34,9 @@ __all__ = [
     "trivec_sample",
     "grid_rows",
     "gaussian_mix",
+    "HASH_PRIMES",
+    "hash_level_resolutions",
+    "hash_encode",
 ]
 
 VM_PLANE_AXES = ((0, 1), (0, 2), (1, 2))  # (W axis, H axis) of each VM plane
@@ -549,3 +553,60 @@ def _gaussian_mix_chunk(
     density = points.new_zeros(points.shape[0]).index_add(0, pair_point, weight)
     mixed = points.new_zeros(points.shape[0], features.shape[1]).index_add(0, pair_point, weight[:, None] * features[gaussian])
     return density, mixed
+
+
+#: instant-ngp's spatial-hash primes, one per axis (`csrc/hashgrid/hashgrid.h`)
+HASH_PRIMES = (1, 2654435761, 805459861)
+
+
+def hash_level_resolutions(levels: int, base_resolution: float, finest_resolution: float) -> list[int]:
+    """Cells per axis of each level of a hash encoding: instant-ngp's floor(base * b^l) with
+    b = exp((ln finest - ln base) / (L - 1)), so that level L - 1 has the finest resolution (the
+    product is rounded up by a relative 1e-9 first, lest b^l land a hair below an integer); one
+    level has the base resolution."""
+    if levels == 1:
+        return [math.floor(base_resolution)]
+    growth = math.exp((math.log(finest_resolution) - math.log(base_resolution)) / (levels - 1))
+    return [math.floor(base_resolution * growth**level * (1.0 + 1e-9)) for level in range(levels)]
+
+
+def hash_encode(
+    points: torch.Tensor, table: torch.Tensor, base_resolution: float, finest_resolution: float, chunk: int = 1 << 16
+) -> torch.Tensor:
+    """instant-ngp's multiresolution hash encoding of points in the unit cube.
+
+    Level l is a grid of R_l cells per axis (`hash_level_resolutions`); a point (clamped to
+    [0, 1]^3, NaN read as 0) sits at pos = x R_l between vertices i0 = min(floor(pos), R_l - 1) and
+    i0 + 1 per axis, weighted (1 - w, w), w = pos - i0. Vertex (i, j, k) is row i + (R + 1) (j + (R + 1) k)
+    of the level's table where (R + 1)^3 <= T (dense), else (i ^ j * 2654435761 ^ k * 805459861) mod T.
+    The level's features are the trilinear sum of its 8 corners' rows. Points get no gradient.
+
+    Args:
+        points: `[N, 3]` in [0, 1]; table: `[L, T, F]` (T a power of two), the points' dtype.
+        base_resolution, finest_resolution: the resolutions of the first and last level.
+    Returns:
+        `[N, L * F]`, level l's features at columns l * F to (l + 1) * F; differentiable w.r.t. the table.
+    """
+    resolutions = hash_level_resolutions(table.shape[0], base_resolution, finest_resolution)
+    x = points.detach().nan_to_num(0.0).clamp(0.0, 1.0)
+    parts = [_hash_encode_chunk(part, table, resolutions) for part in torch.split(x, chunk)]
+    return torch.cat(parts)  # torch.split yields one (empty) chunk of no points
+
+
+def _hash_encode_chunk(x: torch.Tensor, table: torch.Tensor, resolutions: list[int]) -> torch.Tensor:
+    """`hash_encode` of `[n, 3]` clamped points at once: `[n, L * F]`."""
+    size = table.shape[1]
+    bits = torch.tensor([[(c >> a) & 1 for a in range(3)] for c in range(8)], device=x.device)  # [8, 3], corner c
+    features = []
+    for level, res in enumerate(resolutions):
+        pos = x * res
+        first = pos.floor().clamp(max=res - 1)
+        w1 = pos - first
+        weight = torch.where(bits.bool(), w1[:, None, :], 1.0 - w1[:, None, :]).prod(dim=-1)  # [n, 8]
+        i, j, k = (first.long()[:, None, :] + bits).unbind(-1)  # [n, 8] each
+        if (res + 1) ** 3 <= size:
+            row = i + (res + 1) * (j + (res + 1) * k)
+        else:
+            row = (i * HASH_PRIMES[0] ^ j * HASH_PRIMES[1] ^ k * HASH_PRIMES[2]) & (size - 1)
+        features.append((weight[..., None] * table[level][row]).sum(dim=1))
+    return torch.cat(features, dim=1)

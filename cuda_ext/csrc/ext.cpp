@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "checks.h"
+#include "hashgrid/hashgrid.h"
 #include "ops.h"
 
 namespace tensorfields {
@@ -305,6 +306,38 @@ std::vector<at::Tensor> gaussian_mix_bwd(TENSORFIELDS_GAUSSIAN_MIX_BACKWARD_ARGS
                    cell_size, resolution, cutoff, grad_density, grad_mixed, wanted);
 }
 
+// points [N, 3] float32/float64; table [L, T, F] of points' dtype and device, 1 <= L <= kHashMaxLevels, T a
+// power of two <= 2^31, F >= 1; resolutions: L values in [1, 2^20].
+void check_hash_encode(TENSORFIELDS_HASH_ENCODE_FORWARD_ARGS) {
+  CHECK_CONTIGUOUS(points);
+  CHECK_CONTIGUOUS(table);
+  TORCH_CHECK(points.scalar_type() == at::kFloat || points.scalar_type() == at::kDouble, "points must be float32 or float64");
+  TORCH_CHECK(points.dim() == 2 && points.size(1) == 3, "points must be [N, 3]");
+  TORCH_CHECK(table.scalar_type() == points.scalar_type() && table.dim() == 3, "table must be [L, T, F] of points' dtype");
+  CHECK_SAME_DEVICE(points, table);
+  const int64_t levels = table.size(0), size = table.size(1);
+  TORCH_CHECK(levels >= 1 && levels <= kHashMaxLevels, "table must have 1 to ", kHashMaxLevels, " levels");
+  TORCH_CHECK(size >= 1 && size <= (int64_t{1} << 31) && (size & (size - 1)) == 0, "table must have 2^k entries per level, k <= 31");
+  TORCH_CHECK(table.size(2) >= 1 && table.size(2) < (int64_t{1} << 31), "table must have at least 1 feature per entry");
+  TORCH_CHECK(static_cast<int64_t>(resolutions.size()) == levels, "resolutions must hold one value per level");
+  for (int64_t r : resolutions) TORCH_CHECK(r >= 1 && r <= (int64_t{1} << 20), "resolutions must lie in [1, 2^20]");
+}
+
+at::Tensor hash_encode_fwd(TENSORFIELDS_HASH_ENCODE_FORWARD_ARGS) {
+  check_hash_encode(points, table, resolutions);
+  return ON_DEVICE(points, hash_encode_fwd, points, table, resolutions);
+}
+
+at::Tensor hash_encode_bwd(TENSORFIELDS_HASH_ENCODE_BACKWARD_ARGS) {
+  check_hash_encode(points, table, resolutions);
+  CHECK_CONTIGUOUS(grad_features);
+  TORCH_CHECK(grad_features.scalar_type() == points.scalar_type() && grad_features.dim() == 2 &&
+                  grad_features.size(0) == table.size(0) * table.size(2) && grad_features.size(1) == points.size(0),
+              "grad_features must be [L * F, N] of points' dtype");
+  CHECK_SAME_DEVICE(points, grad_features);
+  return ON_DEVICE(points, hash_encode_bwd, points, table, resolutions, grad_features);
+}
+
 }  // namespace
 
 }  // namespace tensorfields
@@ -328,4 +361,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("trivec_sample_bwd", &trivec_sample_bwd, "gradients of trivec_sample_fwd w.r.t. the lines");
   m.def("gaussian_mix_fwd", &gaussian_mix_fwd, "density and density-weighted features of 3D Gaussians at points (lookup grid)");
   m.def("gaussian_mix_bwd", &gaussian_mix_bwd, "gradients of gaussian_mix_fwd w.r.t. the points and Gaussians (those wanted)");
+  m.def("hash_encode_fwd", &hash_encode_fwd, "multiresolution hash encoding of points (instant-ngp)");
+  m.def("hash_encode_bwd", &hash_encode_bwd, "gradient of hash_encode_fwd w.r.t. the table");
 }

@@ -94,6 +94,16 @@ namespace tensorfields {
   TENSORFIELDS_GAUSSIAN_MIX_FORWARD_ARGS, const at::Tensor &grad_density, const at::Tensor &grad_mixed, \
       const std::vector<bool> &wanted
 
+// Multiresolution hash encoding (see hashgrid/hashgrid.h); points and table float32 or float64, on one device.
+//   forward: points [N, 3] in [0, 1] (clamped), table [L, T, F] (T a power of two), resolutions (L values,
+//   cells per axis of each level). Returns the features feature-major, [L * F, N] (row l * F + f:
+//   feature f of level l; cuda_ext.hash_encode returns its transpose).
+//   backward: the forward's arguments and grad_features [L * F, N]. Returns the gradient of the table
+//   [L, T, F] (the points get none).
+#define TENSORFIELDS_HASH_ENCODE_FORWARD_ARGS \
+  const at::Tensor &points, const at::Tensor &table, const std::vector<int64_t> &resolutions
+#define TENSORFIELDS_HASH_ENCODE_BACKWARD_ARGS TENSORFIELDS_HASH_ENCODE_FORWARD_ARGS, const at::Tensor &grad_features
+
 std::vector<at::Tensor> ray_aabb_intersect_cpu(TENSORFIELDS_RAY_AABB_ARGS);
 std::vector<at::Tensor> march_rays_cpu(TENSORFIELDS_MARCH_ARGS);
 std::vector<at::Tensor> composite_forward_cpu(TENSORFIELDS_COMPOSITE_FORWARD_ARGS);
@@ -111,6 +121,8 @@ at::Tensor trivec_sample_fwd_cpu(TENSORFIELDS_TRIVEC_FORWARD_ARGS);
 at::Tensor trivec_sample_bwd_cpu(TENSORFIELDS_TRIVEC_BACKWARD_ARGS);
 std::vector<at::Tensor> gaussian_mix_fwd_cpu(TENSORFIELDS_GAUSSIAN_MIX_FORWARD_ARGS);
 std::vector<at::Tensor> gaussian_mix_bwd_cpu(TENSORFIELDS_GAUSSIAN_MIX_BACKWARD_ARGS);
+at::Tensor hash_encode_fwd_cpu(TENSORFIELDS_HASH_ENCODE_FORWARD_ARGS);
+at::Tensor hash_encode_bwd_cpu(TENSORFIELDS_HASH_ENCODE_BACKWARD_ARGS);
 
 #ifdef TENSORFIELDS_WITH_CUDA
 std::vector<at::Tensor> ray_aabb_intersect_cuda(TENSORFIELDS_RAY_AABB_ARGS);
@@ -130,6 +142,8 @@ at::Tensor trivec_sample_fwd_cuda(TENSORFIELDS_TRIVEC_FORWARD_ARGS);
 at::Tensor trivec_sample_bwd_cuda(TENSORFIELDS_TRIVEC_BACKWARD_ARGS);
 std::vector<at::Tensor> gaussian_mix_fwd_cuda(TENSORFIELDS_GAUSSIAN_MIX_FORWARD_ARGS);
 std::vector<at::Tensor> gaussian_mix_bwd_cuda(TENSORFIELDS_GAUSSIAN_MIX_BACKWARD_ARGS);
+at::Tensor hash_encode_fwd_cuda(TENSORFIELDS_HASH_ENCODE_FORWARD_ARGS);
+at::Tensor hash_encode_bwd_cuda(TENSORFIELDS_HASH_ENCODE_BACKWARD_ARGS);
 #endif
 
 }  // namespace tensorfields
