@@ -1,5 +1,6 @@
 """Scene representations. Every field implements `fields.base.Field`; one folder per family
-(`tensorf/`: VM and CP, `strivec/`: tri-vector, `gaussians/`: Gaussian splat tensors), registered by name in `FIELDS`."""
+(`tensorf/`: VM and CP, `strivec/`: tri-vector, `gaussians/`: Gaussian splat tensors,
+`hashgrid/`: instant-ngp's hash grid), registered by name in `FIELDS`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from .base import Blurrable, Decoded, Densifiable, Field, Placeable, Regularized, SelfOccupying, Slimmable, Upsampleable, Voxelized, render_step_size
 from .gaussians import GaussianField
+from .hashgrid import HashGridField
 from .strivec import TriVecField
 from .tensorf import CPField, VMField
 
@@ -26,13 +28,14 @@ __all__ = [
     "CPField",
     "TriVecField",
     "GaussianField",
+    "HashGridField",
     "FIELDS",
     "field_class",
     "field_from_config",
 ]
 
 #: registry of field classes by their command-line / checkpoint name: a new field is one line here
-FIELDS: dict[str, type[Field]] = {cls.name: cls for cls in (VMField, CPField, TriVecField, GaussianField)}
+FIELDS: dict[str, type[Field]] = {cls.name: cls for cls in (VMField, CPField, TriVecField, GaussianField, HashGridField)}
 
 
 def field_class(name: str) -> type[Field]:

@@ -120,13 +120,27 @@ class OccupancyGrid(nn.Module):
         centre; 0 outside its box), e.g. when the box shrinks, so a field whose density is still
         faint somewhere keeps the cells an earlier update found occupied. `occupied` follows at
         the next `update`."""
+        flat, inside = self._cells_in(previous)
+        self.density_ema.copy_(torch.where(inside, previous.density_ema[flat], torch.zeros_like(self.density_ema)))
+
+    @torch.no_grad()
+    def adopt(self, previous: "OccupancyGrid") -> None:
+        """Become `previous` resampled to this box and resolution: its running density
+        (`inherit`) and its occupied cells (a cell is occupied when the cell of `previous` holding
+        its centre is), e.g. a distilled student's grid from its teacher's."""
+        self.inherit(previous)
+        flat, inside = self._cells_in(previous)
+        self.occupied.copy_((inside & previous.occupied.flatten()[flat]).view(self.occupied.shape))
+
+    def _cells_in(self, previous: "OccupancyGrid") -> tuple[torch.Tensor, torch.Tensor]:
+        """For each of this grid's cells, the flat index `[C]` of the cell of `previous` holding its
+        centre (clamped to the box), and whether the centre is inside `previous`'s box `[C]`."""
         centers = self.cell_centers(torch.arange(self.density_ema.numel(), device=self.density_ema.device), jitter=False)
         size = torch.tensor(previous.resolution, device=centers.device)
         ijk = torch.floor((centers - previous.aabb[0]) / (previous.aabb[1] - previous.aabb[0]) * size).long()
         inside = ((ijk >= 0) & (ijk < size)).all(dim=-1)
         ijk = torch.minimum(ijk.clamp(min=0), size - 1)
-        flat = (ijk[:, 0] * size[1] + ijk[:, 1]) * size[2] + ijk[:, 2]
-        self.density_ema.copy_(torch.where(inside, previous.density_ema[flat], torch.zeros_like(self.density_ema)))
+        return (ijk[:, 0] * size[1] + ijk[:, 1]) * size[2] + ijk[:, 2], inside
 
     @torch.no_grad()
     def fade(self, step_size: float, alpha_threshold: float, updates: int, decay: float = 0.8) -> None:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from data.cameras import Cameras
 
-__all__ = ["look_at", "focus_point", "orbit_path", "forward_circle_path"]
+__all__ = ["look_at", "focus_point", "world_up", "with_intrinsics", "orbit_path", "forward_circle_path"]
 
 
 def look_at(positions: torch.Tensor, target: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
@@ -30,7 +30,8 @@ def focus_point(c2w: torch.Tensor) -> torch.Tensor:
     return torch.linalg.lstsq(projector.sum(0), (projector @ origins[:, :, None]).sum(0)).solution[:, 0].float()
 
 
-def _world_up(c2w: torch.Tensor) -> torch.Tensor:
+def world_up(c2w: torch.Tensor) -> torch.Tensor:
+    """The world's up direction `[3]` as OpenCV cameras `[N, 4, 4]` hold it: minus their mean image-down axis."""
     return F.normalize(-c2w[:, :3, 1].mean(0), dim=0)
 
 
@@ -38,7 +39,7 @@ def orbit_path(reference: Cameras, frames: int) -> Cameras:
     """A full turn around the point the reference cameras look at, at their median distance and
     mean elevation, with the intrinsics of the first reference camera."""
     c2w = reference.c2w.cpu()
-    up = _world_up(c2w)
+    up = world_up(c2w)
     center = focus_point(c2w)
     offsets = c2w[:, :3, 3] - center
     radius = offsets.norm(dim=-1).median()
@@ -48,7 +49,7 @@ def orbit_path(reference: Cameras, frames: int) -> Cameras:
     angles = torch.linspace(0, 2 * math.pi, frames + 1)[:-1]
     ring = torch.cos(angles)[:, None] * e1 + torch.sin(angles)[:, None] * e2
     positions = center + radius * (torch.cos(elevation) * ring + torch.sin(elevation) * up)
-    return _with_intrinsics(look_at(positions, center, up), reference)
+    return with_intrinsics(look_at(positions, center, up), reference)
 
 
 def forward_circle_path(reference: Cameras, frames: int, focus_distance: float = 3.0) -> Cameras:
@@ -57,7 +58,7 @@ def forward_circle_path(reference: Cameras, frames: int, focus_distance: float =
     c2w = reference.c2w.cpu()
     center = c2w[:, :3, 3].mean(0)
     forward = F.normalize(c2w[:, :3, 2].mean(0), dim=0)
-    up = _world_up(c2w)
+    up = world_up(c2w)
     right = F.normalize(torch.cross(forward, up, dim=0), dim=0)
     up = torch.cross(right, forward, dim=0)
     offsets = c2w[:, :3, 3] - center
@@ -65,10 +66,11 @@ def forward_circle_path(reference: Cameras, frames: int, focus_distance: float =
     radius_y = torch.quantile((offsets @ up).abs(), 0.9)
     angles = torch.linspace(0, 2 * math.pi, frames + 1)[:-1]
     positions = center + radius_x * torch.cos(angles)[:, None] * right + radius_y * torch.sin(angles)[:, None] * up
-    return _with_intrinsics(look_at(positions, center + focus_distance * forward, up), reference)
+    return with_intrinsics(look_at(positions, center + focus_distance * forward, up), reference)
 
 
-def _with_intrinsics(c2w: torch.Tensor, reference: Cameras) -> Cameras:
+def with_intrinsics(c2w: torch.Tensor, reference: Cameras) -> Cameras:
+    """Cameras at poses `c2w [N, 4, 4]` with the image size and the first camera's intrinsics of `reference`."""
     n = len(c2w)
     return Cameras(
         c2w=c2w,

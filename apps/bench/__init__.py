@@ -14,5 +14,6 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
     "unbounded": ("unbounded", "bench_unbounded", "scene contraction against the bounded box on the demo parts in a textured room: held-out PSNR, mesh F-score"),
     "sfm": ("sfm", "bench_sfm", "structure-from-motion on photos with known poses: seconds per stage, registered images, camera-centre error"),
     "splats": ("splats", "bench_splats", "a gaussians run's .ply drawn by the reference splat rasterizer, its round trip and its slimmed field, on held-out views"),
+    "distill": ("distill", "bench_distill", "a VM teacher distilled into each field (and reverse pairs), beside each field trained from scratch for the same time"),
     "hostile": ("hostile", "bench_hostile", "a catalogue of bad inputs, faults and flag values through the CLI, each classified clear / unclear / broken"),
 }

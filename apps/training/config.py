@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from fields import FIELDS
+
 from ..commands import types as flag_types
 
 if TYPE_CHECKING:
@@ -84,13 +86,15 @@ class TrainConfig:
         its coarse-to-fine filtering, "on" or "off" (`strategies.PoseRefinement`).
     init_from, init_splats: where a Gaussian field starts (`strategies.GaussianDensification`):
         fitted to a trained run, or a 3DGS `.ply`.
+    teacher: a distillation's teacher run folder (`strategies.Distillation`); set by
+        `tensorfields distill`, whose scene is the teacher's renders.
     """
 
     data: str = dataclasses.field(
         metadata=flag("scene folder (Blender, LLFF, transforms.json, COLMAP) or, for train, photos or a video", required=True)
     )
     field: str = dataclasses.field(
-        default="vm", metadata=flag("representation: vm, cp or trivec (Strivec) (default: vm)", check=flag_types.field_name)
+        default="vm", metadata=flag(f"representation: {', '.join(sorted(FIELDS))} (default: vm)", check=flag_types.field_name)
     )
     out: str = "runs/run"
     downsample: float = dataclasses.field(
@@ -221,6 +225,8 @@ class TrainConfig:
             check=flag_types.extension(".ply"),
         ),
     )
+    #: the run folder a distillation learns from (`tensorfields distill`; not a train flag)
+    teacher: str | None = None
     checkpoint_every: float | None = dataclasses.field(
         default=None,
         metadata=flag(

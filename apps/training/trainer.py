@@ -105,6 +105,8 @@ class Trainer:
                 self.update_grid()
         self.distortion_weight = distortion_weight(config, self.model.settings.contraction is not None)
         self.batcher = RayBatcher(scene, "train", batch_size, seed=config.seed + self.state.iteration, device=self.device)
+        #: the settings the last training batch was rendered with (`_batch_settings`)
+        self.batch_settings = self.model.settings
         self.start_events = _contraction_events(self.model.settings.contraction)
         self.start_events += [event for s in self.strategies for event in s.on_start(self, resumed)]
         self.update_step_size()
@@ -217,7 +219,8 @@ class Trainer:
         code = self.code_of_image[batch.camera_indices] if codes_of(self.field) is not None else None
         rays = camera_rays(self.training_cameras(), batch.camera_indices, batch.x, batch.y, self.ndc, code)
         with_distortion = self.distortion_weight > 0
-        output = self.model(rays, self._batch_settings(), jitter=True, generator=self.generator, with_samples=with_distortion)
+        self.batch_settings = self._batch_settings()
+        output = self.model(rays, self.batch_settings, jitter=True, generator=self.generator, with_samples=with_distortion)
         target, weights = self._targets(batch)
         error = (output.rgb - target) ** 2
         mse = torch.mean(error)
@@ -227,7 +230,7 @@ class Trainer:
             radius = None if self.model.settings.contraction is None else self.model.world_scale
             loss = loss + self.distortion_weight * ray_distortion(output.samples, radius).mean()
         for strategy in self.strategies:
-            extra = strategy.loss(self)
+            extra = strategy.loss(self, batch, output)
             loss = loss if extra is None else loss + extra
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss became {loss.item()} at iteration {self.state.iteration + 1}")

@@ -83,7 +83,7 @@ def test_the_depth_loss_moves_surfaces_to_the_keypoints(sphere_scene: Path, tmp_
         group["lr"] = group["initial_lr"]  # undecayed, as early in a run
     for _ in range(60):
         trainer.optimizer.zero_grad(set_to_none=True)
-        strategy.loss(trainer).backward()
+        strategy.loss(trainer, None, None).backward()
         trainer.optimizer.step()
     assert _depth_error(trainer, keypoints) < 0.5 * before
 

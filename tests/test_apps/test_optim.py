@@ -93,5 +93,5 @@ def test_strategy_state_and_moments_survive_resume(sphere_scene: Path, tmp_path:
 
 
 def test_unknown_field_is_a_clear_error(sphere_scene: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown field 'nerf' \\(known: cp, gaussians, trivec, vm\\)"):
+    with pytest.raises(ValueError, match="unknown field 'nerf' \\(known: cp, gaussians, hashgrid, trivec, vm\\)"):
         Trainer(small_config(sphere_scene, tmp_path / "run", field="nerf"), load_scene(sphere_scene))

@@ -9,6 +9,7 @@ if TYPE_CHECKING:
 
     from data import Cameras, PixelBatch
     from fields import Field
+    from render import RenderOutput
 
     from ..trainer import Trainer
 
@@ -58,8 +59,9 @@ class Strategy:
         (the batch's pixels and None to begin with)."""
         return rgb, weights
 
-    def loss(self, trainer: Trainer) -> torch.Tensor | None:
-        """A loss term this method adds to the step's (it may render rays of its own), or None."""
+    def loss(self, trainer: Trainer, batch: PixelBatch, output: RenderOutput) -> torch.Tensor | None:
+        """A loss term this method adds to the step's, or None, given the step's `batch` and its
+        render `output` (rendered with `trainer.batch_settings`); it may render rays of its own."""
         return None
 
     def after_step(self, trainer: Trainer, loss: float) -> list[str]:

@@ -26,6 +26,9 @@ from ..config import TrainConfig
 from .base import Strategy
 
 if TYPE_CHECKING:
+    from data import PixelBatch
+    from render import RenderOutput
+
     from ..trainer import Trainer
 
 __all__ = ["DepthSupervision", "KEYPOINT_RAYS", "DEPTH_WEIGHT"]
@@ -50,7 +53,7 @@ class DepthSupervision(Strategy):
         images = int(self.keypoints[:, 0].unique().numel())
         return [f"depth supervision: {len(self.keypoints):,} SfM keypoints of {images} training images, {KEYPOINT_RAYS} rays a step"]
 
-    def loss(self, trainer: Trainer) -> torch.Tensor:
+    def loss(self, trainer: Trainer, batch: PixelBatch, output: RenderOutput) -> torch.Tensor:
         pick = torch.randint(len(self.keypoints), (KEYPOINT_RAYS,), generator=self.generator).to(trainer.device)
         image, x, y, target = self.keypoints[pick].unbind(-1)
         image = image.long()
