@@ -7,8 +7,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import types
+
+if TYPE_CHECKING:
+    from data import Scene
 
 __all__ = ["register", "eval_command", "APPEARANCE_CHOICES"]
 
@@ -62,7 +66,7 @@ def eval_command(args: argparse.Namespace) -> dict:
         except ValueError as error:
             raise ValueError(f"--ranks {args.ranks}: {error}") from None
     scene = load_scene(data, downsample)
-    mapped = into_refined_frame(scene, train_cameras(run_config["scene"]))
+    mapped = into_refined_frame(scene, train_cameras(run_config["scene"])) if _refined_poses(run_config["train"], scene) else None
     if mapped is not None:
         scene = mapped
         print(f"held-out poses {REFINED_FRAME}")
@@ -84,3 +88,11 @@ def eval_command(args: argparse.Namespace) -> dict:
     if args.json:
         Path(args.json).write_text(json.dumps({**result, "split": split, "data": str(data), "held_out_poses": "given" if mapped is None else REFINED_FRAME}, indent=2) + "\n")
     return result
+
+
+def _refined_poses(train: dict, scene: Scene) -> bool:
+    """Whether the run refined its training poses (a distilled run's training cameras are
+    sampled around its teacher's, not refined, so its held-out poses stay as given)."""
+    from ..training.config import TrainConfig, refines_poses
+
+    return refines_poses(TrainConfig(data=str(train["data"]), refine_poses=str(train.get("refine_poses", "off"))), scene)

@@ -146,7 +146,9 @@ def real_held_out(teacher: Teacher, log: Callable[[str], None]) -> tuple[torch.T
 
 def teacher_scene(teacher: Teacher, views: TeacherViews, held_out: TeacherViews | tuple[torch.Tensor, Cameras, list[str]]) -> Scene:
     """The scene a student trains on: `views` as "train", `held_out` (teacher renders, or real
-    images with their cameras and names) as "test", in the teacher's box and frame."""
+    images with their cameras and names) as "test", in the teacher's frame and scene box (the
+    box its run recorded, so that grid schedules give the student the teacher's voxel size;
+    the teacher field's box for runs that did not record one)."""
     if isinstance(held_out, TeacherViews):
         test_images, test_cameras = held_out.rgb, held_out.cameras
         test_names = [f"teacher_held_out_{i:03d}" for i in range(len(test_images))]
@@ -158,7 +160,7 @@ def teacher_scene(teacher: Teacher, views: TeacherViews, held_out: TeacherViews 
     return Scene(
         images=torch.cat([views.rgb, test_images]),
         cameras=cameras,
-        aabb=field.aabb.detach().float().cpu().clone(),
+        aabb=_scene_box(teacher),
         near=settings.near,
         far=settings.far,
         background=torch.tensor(settings.background, dtype=torch.float32),
@@ -171,6 +173,14 @@ def teacher_scene(teacher: Teacher, views: TeacherViews, held_out: TeacherViews 
         ndc_near=1.0 if settings.ndc is None else settings.ndc.near,
         names=[f"teacher_{i:04d}" for i in range(train_count)] + test_names,
     )
+
+
+def _scene_box(teacher: Teacher) -> torch.Tensor:
+    """The teacher's scene box `[2, 3]`: recorded by its run, else its field's box."""
+    recorded = teacher.scene.get("aabb")
+    if recorded is None:
+        return teacher.model.field.aabb.detach().float().cpu().clone()
+    return torch.tensor(recorded, dtype=torch.float32).view(2, 3)
 
 
 def _concatenated(first: Cameras, second: Cameras) -> Cameras:

@@ -29,6 +29,7 @@ def scene_info(scene: Scene) -> dict[str, Any]:
         "height": scene.height,
         "num_train": int(len(train)),
         "forward_facing": scene.ndc,
+        "aabb": [round(v, 6) for v in scene.aabb.flatten().tolist()],
         "train_cameras": {
             "c2w": [[round(v, 6) for v in m.flatten().tolist()] for m in cameras.c2w],
             "fx": cameras.fx[0].item(),

@@ -85,9 +85,14 @@ def test_every_field_learns_the_teacher_from_its_renders(name: str, teacher_run:
 
 def test_a_student_is_a_normal_run_folder(teacher_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cp"
-    assert main(["distill", str(teacher_run), "--to", "cp", "--out", str(out), "--iters", "60", "--views", str(VIEWS)]) == 0
-    assert main(["eval", str(out)]) == 0
-    assert "PSNR" in capsys.readouterr().out
+    views = len(load_scene(load_teacher(teacher_run).train["data"]).split("train"))  # as many cameras as the teacher's, but elsewhere
+    assert main(["distill", str(teacher_run), "--to", "cp", "--out", str(out), "--iters", "60", "--views", str(views)]) == 0
+    assert main(["eval", str(out), "--json", str(tmp_path / "eval.json")]) == 0
+    assert "refined" not in capsys.readouterr().out  # sampled cameras are not refined poses: held-out poses stay as given
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert json.loads((tmp_path / "eval.json").read_text())["psnr"] == pytest.approx(metrics["psnr"], abs=0.05)
+    recorded = [json.loads((run / "config.json").read_text())["scene"]["aabb"] for run in (teacher_run, out)]
+    assert recorded[0] == recorded[1]  # the teacher's scene box, so grid schedules keep the scene's voxel size
     assert main(["export-mesh", str(out), "--out", str(tmp_path / "mesh.ply"), "--resolution", "32"]) == 0
     assert (tmp_path / "mesh.ply").stat().st_size > 0
     assert main(["slim", str(out), "--rank", "8", "--out", str(tmp_path / "slim")]) == 0

@@ -373,6 +373,36 @@ def test_occupancy_inherits_the_running_density_of_a_larger_grid() -> None:
     assert smaller.occupied.view(-1)[inside_sphere].all() and not smaller.occupied.view(-1)[outside_sphere].any()
 
 
+def test_occupancy_adopts_a_teachers_cells_in_the_same_box_exactly() -> None:
+    """A distilled student starts with its teacher's grid: the same box and resolution copy it."""
+    teacher = OccupancyGrid(BOX, 16)
+    teacher.update(SphereField(sigma=100.0).density, step_size=0.01)
+    teacher.occupied.view(-1)[7] = True  # a cell the running density does not explain is kept too
+    student = OccupancyGrid(BOX, 16)
+    student.adopt(teacher)
+    assert torch.equal(student.occupied, teacher.occupied)
+    assert torch.equal(student.density_ema, teacher.density_ema)
+
+
+def test_occupancy_adopts_a_teachers_cells_resampled_to_another_box() -> None:
+    """A finer grid over a larger box: cells whose centres fall in an occupied teacher cell are
+    occupied, cells outside the teacher's box are empty with no running density."""
+    teacher = OccupancyGrid(BOX, 16)
+    teacher.update(SphereField(sigma=100.0).density, step_size=0.01)
+    box = torch.stack([BOX[0] - 0.5, BOX[1]])
+    student = OccupancyGrid(box, [30, 24, 24])
+    student.adopt(teacher)
+    centers = student.cell_centers(torch.arange(30 * 24 * 24), jitter=False)
+    outside_box = (centers < BOX[0]).any(dim=-1)
+    assert outside_box.any() and not student.occupied.view(-1)[outside_box].any()
+    assert (student.density_ema[outside_box] == 0.0).all()
+    diagonal = 2.0 / 16 * math.sqrt(3.0)
+    distance = (centers - CENTER).norm(dim=-1)
+    occupied = student.occupied.view(-1)
+    assert occupied[distance < RADIUS - diagonal].all() and not occupied[distance > RADIUS + diagonal].any()
+    assert student.occupancy_fraction() == pytest.approx(teacher.occupancy_fraction() * 2.0**3 / 2.5**3, rel=0.25)
+
+
 def test_faded_occupancy_drops_below_the_threshold_after_the_given_number_of_updates() -> None:
     grid = OccupancyGrid(BOX, 8)
     grid.update(SphereField(sigma=1e4).density, step_size=0.01)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from data import Scene
-from fields import Field, Placeable, field_class
+from fields import Field, Placeable, Upsampleable, field_class
 
 from ...distill.points import occupied_point_sampler, point_loss, shares_features
 from ...distill.teacher import TEACHER_VIEWS, Teacher, load_teacher, load_views
@@ -56,9 +56,11 @@ class Stage:
     depth: float
 
 
-#: PVD's progression: points first (fast, local, where the teacher is), then whole rays
+#: PVD's progression: points first (fast, local, where the teacher is), then whole rays. On lego
+#: at 1/8 size, VM (33.5 dB) -> CP in 60 s: no points stage 29.7 dB, to 30% of the run 31.8, to
+#: 60% 32.1, to 80% 31.8 (10 held-out views, 20 teacher views)
 STAGES = (
-    Stage("points", until=0.3, points=1.0, opacity=0.1, depth=0.0),
+    Stage("points", until=0.6, points=1.0, opacity=0.1, depth=0.0),
     Stage("volume", until=1.0, points=0.0, opacity=0.1, depth=0.05),
 )
 #: points of the point loss per step (a 1024-ray CPU batch marches about 30k samples)
@@ -93,18 +95,24 @@ class Distillation(Strategy):
 
     # --- the field ------------------------------------------------------------------------
     def make_field(self, trainer: Trainer, overrides: dict[str, Any]) -> Field | None:
-        """A `Placeable` student placed in the teacher's occupied cells, any other `from_scene`;
-        either with a copy of the teacher's decoder when it has the same structure. None for
-        fields another strategy starts (Gaussians are fitted to the teacher, `init_from`)."""
+        """A `Placeable` student placed in the teacher's occupied cells; an `Upsampleable` one
+        over the scene box (at the schedule's voxel size) cropped to the teacher's box, as the
+        teacher's own grid was after its shrinks; any other over the teacher's box. Either with
+        a copy of the teacher's decoder when it has the same structure. None for fields another
+        strategy starts (Gaussians are fitted to the teacher, `init_from`)."""
         cls = field_class(self.config.field)
         if self.config.init_from is not None:
             return None
         kwargs = cls.scene_kwargs(trainer.scene, trainer.gpu, **overrides)
         grid = self.teacher.model.grid
+        box = grid.aabb.detach().float().cpu()
         if issubclass(cls, Placeable):
-            field = cls.from_occupancy(grid.occupied.cpu(), grid.aabb.cpu(), **kwargs)
-        else:
+            field = cls.from_occupancy(grid.occupied.cpu(), box, **kwargs)
+        elif issubclass(cls, Upsampleable):
             field = cls(aabb=trainer.scene.aabb.float(), **kwargs)
+            field.shrink(box)
+        else:
+            field = cls(aabb=box, **kwargs)
         if shares_features(self.teacher.model.field, field):
             field.decoder.load_state_dict(self.teacher.model.field.decoder.state_dict())
         return field
