@@ -34,7 +34,7 @@ def test_gpu_check_on_this_machine(tmp_path: Path) -> None:
     stages = {stage["name"]: stage for stage in summary["stages"]}
     assert summary["ok"] and summary["failed"] == []
     assert list(stages) == ["wheels", "install", "environment", "build", "cuda-tests", "nerfacc", "bench-march", "bench-train",
-                            "bench-train-gaussians", "gsplat", "bench-splats"]  # fmt: skip
+                            "bench-train-gaussians", "gsplat", "bench-splats", "bench-train-hashgrid"]  # fmt: skip
     assert stages["wheels"]["status"] == "skipped" and "WHEELS is not set" in stages["wheels"]["reason"]
     assert stages["build"]["status"] == "ok" and summary["environment"]["cuda_ext_status"]["native"]
     assert summary["environment"]["torch"] == torch.__version__
@@ -50,7 +50,7 @@ def test_gpu_check_on_this_machine(tmp_path: Path) -> None:
 
     if not torch.cuda.is_available():
         assert summary["cuda_skipped"] == NO_CUDA and NO_CUDA in result.stdout
-        for name in ("cuda-tests", "nerfacc", "bench-train", "bench-train-gaussians", "gsplat", "bench-splats"):
+        for name in ("cuda-tests", "nerfacc", "bench-train", "bench-train-gaussians", "gsplat", "bench-splats", "bench-train-hashgrid"):
             assert stages[name]["status"] == "skipped" and stages[name]["reason"] == NO_CUDA, stages[name]
         assert march_json["device"].startswith("cpu") and march_json["rays"] == 1024
     else:
