@@ -1,4 +1,5 @@
-"""`tensorfields train`: train a field on a scene folder (photos or a video get poses first)."""
+"""`tensorfields train`: train a field on a scene folder (photos or a video get poses first);
+`--view` serves the browser viewer of the run while it trains."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 
 from ..training.config import add_flags, config_from_args
 from . import types
+from .view import DEFAULT_HOST, add_address_flags
 
-__all__ = ["register", "train_command"]
+__all__ = ["VIEW_CHECKPOINT_EVERY", "register", "train_command"]
 
 #: the most --iters (TensoRF trains 30000)
 MAX_ITERS = 10_000_000
@@ -17,6 +19,8 @@ MAX_ITERS = 10_000_000
 MAX_FPS = 240
 #: the run folder's subfolder for the SfM results of a read-only photo folder
 SFM_FOLDER = "sfm"
+#: seconds between checkpoints of a --view run (unless --checkpoint-every), so the viewer keeps up
+VIEW_CHECKPOINT_EVERY = 5.0
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -43,16 +47,46 @@ def register(commands: argparse._SubParsersAction) -> None:
         default=2.0,
         help=f"when --data is a video: frames per second to extract, at most {MAX_FPS} (default: 2)",
     )
+    train.add_argument(
+        "--view",
+        action="store_true",
+        help=f"serve the browser viewer of the run while it trains (the newest checkpoint: one every "
+        f"{VIEW_CHECKPOINT_EVERY:g} s unless --checkpoint-every; the loss and held-out PSNR curves), and after it until Ctrl-C",
+    )
+    add_address_flags(train, default_host=None)
     train.set_defaults(func=train_command)
 
 
 def train_command(args: argparse.Namespace) -> None:
     """Train on `--data`; photos or a video get their camera poses from SfM first (`prepare_scene`).
-    The flags are checked together before that work starts."""
+    The flags (and with --view, that the viewer can listen at --host/--port) are checked
+    together before that work starts."""
     from data import prepare_scene
 
     from ..training import train_run
 
     config = config_from_args(args, data=args.data, out=args.out, iters=args.iters, budget=args.budget)
+    host = DEFAULT_HOST if args.host is None else args.host
+    if args.view:
+        from ..viewer.app import check_address
+
+        check_address(host, args.port)
+        every = VIEW_CHECKPOINT_EVERY if config.checkpoint_every is None else config.checkpoint_every
+        config = dataclasses.replace(config, checkpoint_every=every)
+    elif args.host is not None or args.port is not None:
+        raise ValueError("--host and --port say where --view serves the viewer; add --view")
     data = str(prepare_scene(args.data, fps=args.fps, out=Path(args.out) / SFM_FOLDER))
-    train_run(dataclasses.replace(config, data=data), resume=args.resume, overwrite=args.overwrite)
+    config = dataclasses.replace(config, data=data)
+    if not args.view:
+        train_run(config, resume=args.resume, overwrite=args.overwrite)
+        return
+    from tqdm import tqdm
+
+    from ..viewer.follow import LiveViewer
+
+    live = LiveViewer(args.out, host, args.port, config.device, log=tqdm.write)
+    try:
+        train_run(config, resume=args.resume, overwrite=args.overwrite, on_step=live.on_step)
+        live.serve_until_interrupted()
+    finally:
+        live.close()

@@ -49,6 +49,7 @@ from render import Model, Rays, image_rays
 from ..runs import RunWriteError, atomic_output
 
 __all__ = [
+    "NoSurfaceError",
     "MESH_FORMATS",
     "DEFAULT_LEVELS",
     "DEFAULT_RESOLUTION",
@@ -75,6 +76,16 @@ MIN_CLUSTER_FRACTION = 0.002
 COLOUR_RAY_SPACINGS = 2.0
 #: camera centres used for the visibility test (evenly spaced among the cameras)
 VISIBILITY_CAMERAS = 32
+
+
+class NoSurfaceError(ValueError):
+    """No surface at the asked level: no render step of the field is that opaque (mc), or the
+    mesh came out empty. `most_opaque` is the opacity of the field's most opaque render step (mc;
+    None when not measured), so a caller can retry below it."""
+
+    def __init__(self, message: str, most_opaque: float | None = None) -> None:
+        super().__init__(message)
+        self.most_opaque = most_opaque
 
 
 def density_level(opacity: float, step_size: float) -> float:
@@ -145,7 +156,7 @@ def marching_cubes_mesh(volume: np.ndarray, origin: np.ndarray, spacing: float, 
 
     padded = np.pad(volume, 1)
     if not padded.max() > level:
-        raise ValueError(f"no density above the level {level:.4g} (highest {padded.max():.4g})")
+        raise NoSurfaceError(f"no density above the level {level:.4g} (highest {padded.max():.4g})")
     vertices, faces, _, _ = measure.marching_cubes(padded, level, spacing=(spacing,) * 3)
     # scikit-image winds the triangles to face the dense side; reversed, they face out
     return _o3d_mesh(vertices + (origin - spacing), faces[:, ::-1])
@@ -321,6 +332,9 @@ def export_mesh(
     along the longest side of the occupied box (the field's box when nothing is occupied);
     `level` the step opacity (mc) or least pixel opacity (tsdf), by default `DEFAULT_LEVELS`;
     `faces` > 0 decimates.
+
+    Raises:
+        NoSurfaceError: nothing reaches `level`, or the mesh is empty after cleaning.
     """
     check_format(Path(out))
     if method not in DEFAULT_LEVELS:
@@ -336,7 +350,8 @@ def export_mesh(
         sigma = density_level(level, step)
         if not volume.max(initial=0.0) > sigma:  # --level is an opacity: say it in opacities
             most = -math.expm1(-float(volume.max(initial=0.0)) * step)
-            raise ValueError(f"--level {level:g}: no render step is that opaque (the most opaque reaches {most:.3g}); lower --level")
+            message = f"--level {level:g}: no render step is that opaque (the most opaque reaches {most:.3g}); lower --level"
+            raise NoSurfaceError(message, most)
         mesh = marching_cubes_mesh(volume, origin, spacing, sigma)
         if cameras is not None:
             centres = cameras.centers[_evenly(len(cameras), VISIBILITY_CAMERAS)].cpu().numpy()
@@ -348,7 +363,7 @@ def export_mesh(
             raise ValueError("the tsdf method needs cameras to render depth from")
         mesh = clean_mesh(tsdf_mesh(model, cameras, box, resolution, level), faces)
     if len(mesh.triangles) == 0:
-        raise ValueError(f"the {method} mesh is empty; try a lower --level")
+        raise NoSurfaceError(f"the {method} mesh is empty; try a lower --level")
     mesh.compute_vertex_normals()
     write_mesh(mesh, out)
     return mesh

@@ -10,7 +10,9 @@ and its write failures are one line naming the file.
    so a lock file left by a killed run does not block the next one) and held to the end;
 3. a folder holding another run's files (`previous_run`) is refused unless the run
    resumes it, which must train the same scene (`--data`), `--field` and `--downsample`
-   (`check_resume`), or replaces it (`clear_run`: only the previous run's files go);
+   (`check_resume`), or replaces it (`clear_run`: only the previous run's files go, its
+   `progress.jsonl` with them; a resumed run's log is cut back to its checkpoint by
+   `progress.ProgressLog`);
 4. temporary files left by a killed save are removed (`remove_temporary_files`).
 
 `atomic_output(path)` gives a writer of another file (a video, a mesh) a temporary path beside
@@ -38,6 +40,7 @@ from typing import Any
 from safetensors import SafetensorError
 
 from .checkpoint import CHECKPOINT_NAME, CheckpointError
+from .progress import PROGRESS_NAME
 from .records import load_run_config
 
 __all__ = [
@@ -64,10 +67,10 @@ RENDERS = "renders"
 #: what a resumed run must share with the saved one: config key -> its flag
 RESUME_KEYS = {"data": "--data", "field": "--field", "downsample": "--downsample"}
 #: temporary files of the atomic writes: `save_checkpoint`'s mkstemp `.<name>.<random>.tmp`,
-#: `write_json`'s `.<name>.tmp`, safetensors' own `.tmpXXXXXX` (it writes, then renames), and
-#: `check_writable`'s probe
+#: `write_json`'s and `ProgressLog`'s `.<name>.tmp`, safetensors' own `.tmpXXXXXX` (it writes,
+#: then renames), and `check_writable`'s probe
 _TEMPORARY = re.compile(
-    r"^\.(?:(?:" + "|".join(re.escape(name) for name in RUN_FILES) + r")(?:\.[^/]+)?\.tmp|tmp[A-Za-z0-9]{6}|write-test\.\d+)$"
+    r"^\.(?:(?:" + "|".join(re.escape(name) for name in (*RUN_FILES, PROGRESS_NAME)) + r")(?:\.[^/]+)?\.tmp|tmp[A-Za-z0-9]{6}|write-test\.\d+)$"
 )
 
 
@@ -177,17 +180,18 @@ def check_resume(folder: str | Path, train: Mapping[str, Any]) -> None:
 
 
 def clear_run(folder: str | Path) -> list[str]:
-    """Remove the previous run's files from `folder` (`previous_run`, and temporary files);
-    nothing else there is touched (the demo keeps its scene there). Returns what was removed."""
+    """Remove the previous run's files from `folder` (`previous_run`, its `progress.jsonl` and
+    temporary files); nothing else there is touched (the demo keeps its scene there). Returns
+    what `previous_run` found."""
     folder = Path(folder)
     removed = previous_run(folder)
-    for name in removed:
+    for name in (*removed, PROGRESS_NAME):
         path = folder / name.rstrip("/")
         with writing(path):
             if path.is_dir():
                 shutil.rmtree(path)
             else:
-                path.unlink()
+                path.unlink(missing_ok=True)
     remove_temporary_files(folder)
     return removed
 

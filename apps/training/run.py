@@ -18,7 +18,7 @@ from data import Scene, load_scene, scene_summary
 from fields import Slimmable
 from fields.appearance import codes_of
 
-from ..runs import CHECKPOINT_NAME, claim_run_folder, write_json, writing
+from ..runs import CHECKPOINT_NAME, PROGRESS_NAME, ProgressLog, claim_run_folder, write_json, writing
 from .config import TrainConfig
 from .final_eval import FINAL_EVAL_SHARE, FINAL_EVAL_VIEWS, final_evaluation
 from .strategies import GaussiansLost
@@ -80,7 +80,9 @@ def train_run(
     temporary files of a killed save are removed. The lock is held until the run ends.
 
     Writes `checkpoint.safetensors` (every `checkpoint_interval` seconds, and before the final
-    evaluation), `config.json`, `metrics.json` and `renders/` (held-out views). A failed write
+    evaluation), `config.json`, `metrics.json`, `renders/` (held-out views) and `progress.jsonl`
+    (iteration, training seconds, loss and batch PSNR about once a second: `runs.ProgressLog`,
+    kept up to the resumed iteration on `resume`). A failed write
     raises `runs.RunWriteError` naming the file (the previous checkpoint is kept). Ctrl-C, SIGTERM
     and SIGHUP save a checkpoint and raise `RunInterrupted`; a diverged loss or a Gaussian field that
     emptied (`strategies.GaussiansLost`) keeps the last checkpoint and raises it too.
@@ -137,11 +139,15 @@ def _train(
     with_codes = "" if codes is None else f", appearance codes for {codes.weight.shape[0]} training images"
     log(f"{trainer.field.name}: {trainer.field.num_parameters():,} parameters, grid {trainer.field.resolution}{with_codes}")
     total = config.iters if config.budget is None else None
+    with writing(out / PROGRESS_NAME):
+        progress = ProgressLog(out / PROGRESS_NAME, trainer.state.iteration)
     bar = tqdm(total=total, initial=trainer.state.iteration, unit="it", dynamic_ncols=True, disable=None)
     last_save = time.perf_counter()
     try:
         while not trainer.done:
             stats = trainer.step()
+            with writing(out / PROGRESS_NAME):
+                progress.record(trainer.state.iteration, trainer.state.train_seconds, stats["loss"], stats["psnr"])
             bar.update(1)
             bar.set_postfix(
                 loss=f"{stats['loss']:.4f}", psnr=f"{stats['psnr']:.2f}", rays_s=f"{stats['rays_per_s']:,.0f}", refresh=False
@@ -163,6 +169,8 @@ def _train(
         raise RunInterrupted(f"{error}; {saved} in {out}") from None
     finally:
         bar.close()
+        with writing(out / PROGRESS_NAME):
+            progress.close()
     for event in trainer.finish():
         log(event)
     trainer.save()  # before the evaluation, which takes a while: a kill there loses no training

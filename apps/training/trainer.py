@@ -76,6 +76,7 @@ class Trainer:
         self.state = LoopState()
         self.strategies: list[Strategy] = strategies_for(config, scene)
         self._shrink_requested = False
+        self._stopped = False
         checkpoint_path = self.out / CHECKPOINT_NAME
         resumed = resume and checkpoint_path.is_file()
         if resumed:
@@ -141,7 +142,12 @@ class Trainer:
 
     @property
     def done(self) -> bool:
-        return self.progress >= 1.0
+        return self._stopped or self.progress >= 1.0
+
+    def stop(self) -> None:
+        """End training after this step, short of the schedule (a caller's own time limit):
+        `done` turns true, `progress` stays where it is."""
+        self._stopped = True
 
     def strategy(self, name: str) -> Strategy | None:
         """The strategy called `name` ("tensorf", "strivec", "train"), if this run has it."""

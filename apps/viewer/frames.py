@@ -3,14 +3,21 @@ RGB / depth / opacity images of one render.
 
 The orbit is parametrized as a user explores an object: azimuth and elevation (degrees) about
 the point the training cameras look at, distance from it (in units of the training cameras'
-median distance, so 1.0 is where they stood), and the horizontal field of view (degrees).
+median distance, so 1.0 is where they stood), and the horizontal field of view (degrees). A
+forward-facing capture's rig is bounded: its azimuth, elevation and distance stay near the
+training cameras', so the camera moves within the capture's frustum instead of orbiting behind it.
+
+A frame is rendered progressively (`progressive_frames`): a coarse one first, shown at once, then
+the frame at the chosen width; every step is scaled up (nearest neighbour) to the final size, so
+the picture keeps its size while it sharpens.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -23,9 +30,28 @@ from render.paths import focus_point, look_at
 
 from ..evaluate.views import normalized_depth
 
-__all__ = ["RENDER_MODES", "OrbitRig", "orbit_rig", "orbit_camera", "render_frame", "colourize", "turbo"]
+__all__ = [
+    "RENDER_MODES",
+    "COARSE_WIDTH",
+    "OrbitRig",
+    "orbit_rig",
+    "orbit_camera",
+    "render_frame",
+    "progressive_widths",
+    "progressive_frames",
+    "upscale_nearest",
+    "colourize",
+    "turbo",
+]
 
 RENDER_MODES = ("RGB", "depth", "opacity")
+#: width of the first, coarse frame after a camera change (1/64 of a 256-px frame's pixels)
+COARSE_WIDTH = 32
+#: the distance range of an object's orbit (x the training cameras' median distance)
+ORBIT_DISTANCES = (0.3, 3.0)
+#: a forward-facing rig's margin around its training cameras' azimuths and elevations: this
+#: share of their spread, at least `BOUNDED_MARGIN_MIN` degrees; and its distance range
+BOUNDED_MARGIN, BOUNDED_MARGIN_MIN, BOUNDED_DISTANCES = 0.5, 3.0, (0.8, 1.5)
 
 #: Google's polynomial fit of the turbo colormap (Mikhailov 2019), coefficients of t^0..t^5 per channel
 _TURBO = np.array(
@@ -41,7 +67,8 @@ _TURBO = np.array(
 class OrbitRig:
     """Where the orbit camera turns: `center [3]`, world `up [3]`, `e1 [3]` (azimuth 0) and
     `e2 [3]` (azimuth 90) spanning the horizontal plane, the training cameras' median `radius`
-    and mean `elevation` (degrees), and their image aspect (height / width)."""
+    and mean `elevation` (degrees), their image aspect (height / width) and horizontal field of
+    view (degrees); the ranges (degrees, and x `radius`) the camera may move in."""
 
     center: torch.Tensor
     up: torch.Tensor
@@ -51,38 +78,69 @@ class OrbitRig:
     elevation: float
     aspect: float
     fov: float
+    azimuth_range: tuple[float, float] = (-180.0, 180.0)
+    elevation_range: tuple[float, float] = (-89.0, 89.0)
+    distance_range: tuple[float, float] = ORBIT_DISTANCES
+
+    @property
+    def bounded(self) -> bool:
+        """Whether the camera stays near the training cameras (a forward-facing capture)."""
+        return self.azimuth_range[1] - self.azimuth_range[0] < 360.0
 
 
-def orbit_rig(reference: Cameras) -> OrbitRig:
-    """The orbit of a run's training cameras (as `render.paths.orbit_path` turns)."""
+def orbit_rig(reference: Cameras, bounded: bool = False) -> OrbitRig:
+    """The orbit of a run's training cameras (as `render.paths.orbit_path` turns); `bounded`
+    (forward-facing captures) limits it to the training cameras' azimuths, elevations and
+    distances with a margin (`BOUNDED_MARGIN`)."""
     c2w = reference.c2w.cpu()
     up = F.normalize(-c2w[:, :3, 1].mean(0), dim=0)
     center = focus_point(c2w)
     offsets = c2w[:, :3, 3] - center
-    elevation = torch.asin((F.normalize(offsets, dim=-1) @ up).clamp(-1, 1)).mean()
+    directions = F.normalize(offsets, dim=-1)
+    elevations = torch.rad2deg(torch.asin((directions @ up).clamp(-1, 1)))
     e1 = F.normalize(offsets[0] - (offsets[0] @ up) * up, dim=0)
+    e2 = torch.cross(up, e1, dim=0)
     fov = 2 * math.atan(reference.width / (2 * float(reference.fx[0])))
-    return OrbitRig(
+    rig = OrbitRig(
         center=center,
         up=up,
         e1=e1,
-        e2=torch.cross(up, e1, dim=0),
+        e2=e2,
         radius=float(offsets.norm(dim=-1).median()),
-        elevation=math.degrees(float(elevation)),
+        elevation=float(elevations.mean()),
         aspect=reference.height / reference.width,
         fov=math.degrees(fov),
     )
+    if not bounded:
+        return rig
+    azimuths = torch.rad2deg(torch.atan2(directions @ e2, directions @ e1))
+    return replace(
+        rig,
+        azimuth_range=_with_margin(float(azimuths.min()), float(azimuths.max()), -180.0, 180.0),
+        elevation_range=_with_margin(float(elevations.min()), float(elevations.max()), -89.0, 89.0),
+        distance_range=BOUNDED_DISTANCES,
+    )
 
 
-def orbit_camera(rig: OrbitRig, azimuth: float, elevation: float, distance: float, fov: float, width: int) -> Cameras:
-    """One camera at `azimuth`, `elevation` (degrees), `distance` x `rig.radius` from the centre,
-    horizontal field of view `fov` (degrees), `width` pixels wide with the rig's aspect."""
+def _with_margin(low: float, high: float, floor: float, ceiling: float) -> tuple[float, float]:
+    """[low, high] widened by `BOUNDED_MARGIN` of its span (at least `BOUNDED_MARGIN_MIN`), within [floor, ceiling]."""
+    margin = max(BOUNDED_MARGIN * (high - low), BOUNDED_MARGIN_MIN)
+    return max(low - margin, floor), min(high + margin, ceiling)
+
+
+def orbit_camera(
+    rig: OrbitRig, azimuth: float, elevation: float, distance: float, fov: float, width: int, target: torch.Tensor | None = None
+) -> Cameras:
+    """One camera at `azimuth`, `elevation` (degrees), `distance` x `rig.radius` from its look-at
+    point (the rig's centre moved by `target [3]`, world units), horizontal field of view `fov`
+    (degrees), `width` pixels wide with the rig's aspect."""
     azimuth, elevation = math.radians(azimuth), math.radians(elevation)
+    pivot = rig.center if target is None else rig.center + target.to(rig.center)
     ring = math.cos(azimuth) * rig.e1 + math.sin(azimuth) * rig.e2
-    position = rig.center + distance * rig.radius * (math.cos(elevation) * ring + math.sin(elevation) * rig.up)
+    position = pivot + distance * rig.radius * (math.cos(elevation) * ring + math.sin(elevation) * rig.up)
     height = max(1, round(width * rig.aspect))
     focal = width / (2 * math.tan(math.radians(fov) / 2))
-    return Cameras(look_at(position[None], rig.center, rig.up), focal, focal, width / 2, height / 2, width, height)
+    return Cameras(look_at(position[None], pivot, rig.up), focal, focal, width / 2, height / 2, width, height)
 
 
 @torch.no_grad()
@@ -97,6 +155,38 @@ def render_frame(model: Model, camera: Cameras, mode: str, rank: int | None = No
     output = model.render_image(camera.to(model.device), 0)
     seconds = time.perf_counter() - started
     return colourize(output, mode), seconds
+
+
+def progressive_widths(width: int, coarse_width: int = COARSE_WIDTH) -> list[int]:
+    """Frame widths of a progressive render ending at `width`: `coarse_width` first when that
+    is smaller, then `width`."""
+    return [coarse_width, width] if width > coarse_width else [width]
+
+
+def progressive_frames(
+    model: Model,
+    camera_at: Callable[[int], Cameras],
+    width: int,
+    mode: str,
+    rank: int | None = None,
+    coarse_width: int = COARSE_WIDTH,
+) -> Iterator[tuple[np.ndarray, float, int]]:
+    """The frames of a progressive render: for each of `progressive_widths(width, coarse_width)`,
+    the frame of `camera_at(w)` scaled up to the final size (uint8 `[H, W, 3]`), the seconds it
+    took, and `w`."""
+    final = camera_at(width)
+    for step in progressive_widths(width, coarse_width):
+        image, seconds = render_frame(model, camera_at(step) if step != width else final, mode, rank)
+        yield upscale_nearest(image, final.height, final.width), seconds, step
+
+
+def upscale_nearest(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """`image [h, w, C]` at `height` x `width` by nearest neighbour (itself when already that size)."""
+    if image.shape[:2] == (height, width):
+        return image
+    rows = (np.arange(height) * image.shape[0]) // height
+    columns = (np.arange(width) * image.shape[1]) // width
+    return image[rows[:, None], columns[None, :]]
 
 
 def colourize(output: dict[str, torch.Tensor], mode: str) -> np.ndarray:

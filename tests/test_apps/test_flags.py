@@ -35,6 +35,7 @@ BAD_FLAGS = [
     (["slim", RUN, "--rank", "1", "--out", " "], "--out"),
     (["demo", "--out", ""], "--out"),
     *[(["demo", "--out", "out", "--budget", v], "--budget") for v in ["0", "-1", "nan"]],
+    *[(["demo", "--out", "out", "--iters", v], "--iters") for v in ["0", "-1", "1.5"]],
     *[(["eval", RUN, "--downsample", v], "--downsample") for v in ["0", "nan", "1e6"]],
     *[(["eval", RUN, "--ranks", v], "--ranks") for v in ["0", "abc", "", "1,,x", "-1,2", "5000"]],
     (["eval", RUN, "--split", "nope"], "--split"),

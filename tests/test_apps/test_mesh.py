@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from apps.cli import main
-from apps.export.mesh import density_level, export_mesh, remove_unseen, write_mesh
+from apps.export.mesh import NoSurfaceError, density_level, export_mesh, remove_unseen, write_mesh
 from apps.export.mesh_metrics import mesh_quality, scene_size
 from fields.base import Field
 from render import Model, OccupancyGrid, RenderSettings
@@ -80,8 +81,10 @@ def test_marching_cubes_of_a_sphere_is_closed_round_and_coloured(tmp_path: Path)
 def test_nothing_above_the_level_is_a_clear_error(tmp_path: Path) -> None:
     model = sphere_model()
     model.field.sigma = 0.1
-    with pytest.raises(ValueError, match="lower --level"):
+    with pytest.raises(NoSurfaceError, match="lower --level") as error:
         export_mesh(model, tmp_path / "empty.ply", "mc", 24)
+    step = model.settings.step_size * model.world_scale
+    assert error.value.most_opaque == pytest.approx(1.0 - math.exp(-0.1 * step), rel=1e-4)  # a level below it finds a surface
 
 
 def test_remove_unseen_drops_an_inner_wall() -> None:
