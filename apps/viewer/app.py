@@ -162,25 +162,15 @@ class ViewerState:
         """Where the camera starts: azimuth 0 at the training cameras' elevation, distance and fov."""
         return clamp_pose(self.rig, ViewPose(0.0, self.rig.elevation, 1.0, self.rig.fov))
 
-    def render(
-        self,
-        azimuth: float,
-        elevation: float,
-        distance: float,
-        fov: float,
-        width: int,
-        mode: str,
-        rank: int | None = None,
-        target: list[float] | None = None,
-        show_cameras: bool = False,
-        selected: int | None = None,
-    ) -> Frame:
-        """The camera's frame at `width` pixels (uint8 `[H, W, 3]`) and the updated info panel."""
-        return _last(self.refine(azimuth, elevation, distance, fov, width, mode, rank, target, show_cameras, selected, coarse=False))
+    def render(self, *controls: Any) -> Frame:
+        """The camera's frame at the chosen width (uint8 `[H, W, 3]`) and the updated info
+        panel; `controls` as `refine` takes them."""
+        return _last(self.refine(*controls, coarse=False))
 
-    def preview(self, azimuth: float, elevation: float, distance: float, fov: float, width: int, mode: str, *rest: Any) -> Frame:
-        """The coarse frame only (`PREVIEW_WIDTH` wide, scaled up to `width`'s size): while the camera moves."""
-        return next(self.refine(azimuth, elevation, distance, fov, width, mode, *rest))
+    def preview(self, *controls: Any) -> Frame:
+        """The coarse frame only (`PREVIEW_WIDTH` wide, scaled up to the chosen width's size):
+        while the camera moves; `controls` as `refine` takes them."""
+        return next(self.refine(*controls))
 
     def refine(
         self,

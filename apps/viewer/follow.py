@@ -41,6 +41,7 @@ __all__ = [
     "Poll",
     "RunFollower",
     "add_follow_panel",
+    "follow_tick",
     "has_checkpoint",
     "wait_for_checkpoint",
     "LiveViewer",
@@ -235,11 +236,11 @@ def add_follow_panel(state: ViewerState, controls: Sequence[Any], image: Any, in
         status = gr.Markdown(follower.status, elem_id="follow-status")
     timer = gr.Timer(FOLLOW_SECONDS)
     outputs = [image, info, iteration, loss, psnr, status]
-    timer.tick(partial(_follow_tick, state, follower), inputs=list(controls), outputs=outputs, show_progress="hidden", trigger_mode="once")
+    timer.tick(partial(follow_tick, state, follower), inputs=list(controls), outputs=outputs, show_progress="hidden", trigger_mode="once")
     return follower
 
 
-def _follow_tick(state: ViewerState, follower: RunFollower, *controls: Any) -> tuple[Any, ...]:
+def follow_tick(state: ViewerState, follower: RunFollower, *controls: Any) -> tuple[Any, ...]:
     """One poll: (frame, info) re-rendered when the model changed, else left as they are; the
     iteration text; the two curves when they changed; the status line."""
     import gradio as gr

@@ -23,7 +23,7 @@ from conftest import ROOT
 from apps.cli import main
 from apps.runs import CHECKPOINT_NAME, PROGRESS_NAME, ProgressLog, ProgressReader, load_checkpoint, save_checkpoint
 from apps.viewer.app import build_viewer, launch_viewer, open_viewer
-from apps.viewer.follow import RunFollower, _follow_tick, wait_for_checkpoint
+from apps.viewer.follow import RunFollower, follow_tick, wait_for_checkpoint
 
 CHROMIUM = Path("/usr/bin/chromium")
 TRAINED = 40
@@ -169,10 +169,10 @@ def test_a_tick_with_a_new_checkpoint_rerenders_the_camera(run: Path) -> None:
     follower = RunFollower(run, "cpu", state.scene)
     follower.poll()
     camera = (0.0, state.rig.elevation, 1.0, state.rig.fov, 64, "RGB")
-    image, info, iteration, loss, psnr, status = _follow_tick(state, follower, *camera)
+    image, info, iteration, loss, psnr, status = follow_tick(state, follower, *camera)
     assert not isinstance(image, np.ndarray), "no new checkpoint: the frame is left as it is"
     advance(run, 77)
-    image, info, iteration, loss, psnr, status = _follow_tick(state, follower, *camera)
+    image, info, iteration, loss, psnr, status = follow_tick(state, follower, *camera)
     assert state.model is follower.model and isinstance(image, np.ndarray) and image.shape[1] == 64
     assert "**iteration** 77 (shown)" in iteration and list(loss["iteration"])[-1] == 77 and status.startswith("following")
 
